@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 CHECKPOINT_PREFIX = "checkpoint-"
-RL_PLOT_KEYS = ("reward", "accuracy", "tool_use_rate", "all_wrong_tool_subgroup_share")
+RL_PLOT_KEYS = ("reward", "accuracy", "tool_use_rate", "all_wrong_tool_subgroup_share",
+                "all_wrong_no_tool_subgroup_share", "axpo/recovery_rate")
 
 
 def write_checkpoint(accelerator: Any, output_dir: Path, step: int,

@@ -53,11 +53,12 @@ def params(trainer):
 
 
 def test_axpo_without_a_trigger_updates_exactly_like_grpo(tmp_path):
-    grpo = Trainer("grpo", config(GRPOConfig, tmp_path / "g", max_steps=1), make_policy())
-    axpo = Trainer("axpo", config(AXPOConfig, tmp_path / "a", max_steps=1), make_policy())
+    same = dict(max_steps=1, epsilon_high=0.4, beta=1e-3)  # AXPO's Eq. 6 defaults, for both
+    grpo = Trainer("grpo", config(GRPOConfig, tmp_path / "g", **same), make_policy())
+    axpo = Trainer("axpo", config(AXPOConfig, tmp_path / "a", **same), make_policy())
     before = params(grpo)
     hg, ha = grpo.train(), axpo.train()
-    assert ha[0]["axpo/groups_triggered"] == 0  # nobody called a tool
+    assert ha[0]["axpo/triggered_questions"] == 0  # nobody called a tool
     pg, pa = params(grpo), params(axpo)
     assert any(not torch.equal(before[k], pg[k]) for k in pg)  # it did learn something
     assert all(torch.equal(pg[k], pa[k]) for k in pg)  # ... and bit for bit the same
