@@ -42,8 +42,10 @@ class EvalConfig:
         "OpenAI-compatible server URL such as http://localhost:8000/v1 (OpenAIPolicy), or 'tiny' "
         "for the embedded tiny model (smoke tests only). Required.", "model")
     envs: list[str] = _field(
-        ["paper"], "Benchmark env ids, comma-separated; 'paper' means the AXPO paper's suite "
-        "(every built-in benchmark), 'all' every registered axpo env (plugins and ToolArith too).",
+        ["paper"], "Benchmark env ids, comma-separated; 'paper' means the AXPO paper's nine "
+        "benchmarks in its order (MathVision, DynaMath, Math-VR; V*, VisualProbe, HR-Bench 4K/8K; "
+        "HR-MMSearch, MMSearch), 'all' every registered axpo env (MathVista, MathVerse, We-Math, "
+        "plugins and ToolArith too).",
         "model")
     split: list[str] | None = _field(
         None, "Split to evaluate: one name for every env, or ENV=SPLIT pairs. None: each task's "

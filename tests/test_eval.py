@@ -399,6 +399,12 @@ def test_paper_and_all_name_the_suites():
     from algorithms.evaluate import resolve_envs
 
     paper = resolve_envs(["paper"])
-    assert len(paper) == 11 and ARITH not in paper and paper[0] == VISTA
-    assert "AXPO-HRBench8K-v0" in paper and "AXPO-MMSearch-v0" in paper
+    assert paper == [  # the AXPO paper's Table 1: reasoning, perception, search
+        "AXPO-MathVision-v0", "AXPO-DynaMath-v0", "AXPO-MathVR-v0",
+        "AXPO-VStar-v0", "AXPO-VisualProbe-v0", "AXPO-HRBench4K-v0", "AXPO-HRBench8K-v0",
+        "AXPO-HRMMSearch-v0", "AXPO-MMSearch-v0",
+    ]
+    everything = resolve_envs(["all"])
+    for extra in (VISTA, "AXPO-MathVerse-v0", "AXPO-WeMath-v0"):  # not the paper's, still here
+        assert extra not in paper and extra in everything and resolve_envs([extra]) == [extra]
     assert ARITH in resolve_envs(["all"]) and resolve_envs([ARITH, "paper"])[0] == ARITH

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 from axpo_env.errors import DatasetError
 from axpo_env.tasks.answer_match import contains_match, exact_match
-from axpo_env.tasks.base import FIXTURES, Judge, LazyItems, Task, TaskItem
+from axpo_env.tasks.base import DEFAULT_SCORING, FIXTURES, Judge, LazyItems, Task, TaskItem
 from axpo_env.tasks.loading import column, decode_image, load_rows
 from axpo_env.tasks.scoring import clean_answer
 from axpo_env.tools.search import SearchTool
@@ -74,11 +74,11 @@ class HRMMSearch(Task):
 
     def __init__(
         self, split: str | None = None, data_dir: str | Path | None = None,
-        judge: Judge | None = None, fallback: str = "em",
+        judge: Judge | None = None, scoring: str = DEFAULT_SCORING, fallback: str = "em",
     ):
         if fallback not in FALLBACKS:
             raise ValueError(f"fallback must be one of {FALLBACKS}, got {fallback!r}")
-        super().__init__(split=split, data_dir=data_dir, judge=judge)
+        super().__init__(split=split, data_dir=data_dir, judge=judge, scoring=scoring)
         self.fallback = fallback
 
     def load_items(self) -> Sequence[TaskItem]:

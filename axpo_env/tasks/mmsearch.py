@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 
 from axpo_env.errors import DatasetError
 from axpo_env.tasks.answer_match import answer_list, best_f1
-from axpo_env.tasks.base import FIXTURES, Judge, LazyItems, Task, TaskItem
+from axpo_env.tasks.base import DEFAULT_SCORING, FIXTURES, Judge, LazyItems, Task, TaskItem
 from axpo_env.tasks.loading import column, decode_image, load_rows
 from axpo_env.tasks.scoring import clean_answer
 from axpo_env.tools.search import SearchTool
@@ -73,10 +73,10 @@ class MMSearch(Task):
 
     def __init__(
         self, split: str | None = None, data_dir: str | Path | None = None,
-        judge: Judge | None = None, image_only: bool = False,
+        judge: Judge | None = None, scoring: str = DEFAULT_SCORING, image_only: bool = False,
         with_image_search_result: bool = False,
     ):
-        super().__init__(split=split, data_dir=data_dir, judge=judge)
+        super().__init__(split=split, data_dir=data_dir, judge=judge, scoring=scoring)
         self.image_only = image_only
         self.with_image_search_result = with_image_search_result
 
