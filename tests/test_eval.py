@@ -408,3 +408,41 @@ def test_paper_and_all_name_the_suites():
     for extra in (VISTA, "AXPO-MathVerse-v0", "AXPO-WeMath-v0"):  # not the paper's, still here
         assert extra not in paper and extra in everything and resolve_envs([extra]) == [extra]
     assert ARITH in resolve_envs(["all"]) and resolve_envs([ARITH, "paper"])[0] == ARITH
+
+
+class Boxed:
+    """Answers every Math-VR question right, but dressed in \\boxed{}: the official rule
+    (exact match) rejects that, the lenient one accepts it."""
+
+    def generate(self, conversations, n=1, sampling=None):
+        from axpo_env.tasks.mathvr import MathVR
+
+        answers = {it.question: it.answer for it in MathVR().items}
+        out = []
+        for c in conversations:
+            question = _text(next(m for m in c["messages"] if m["role"] == "user"))
+            out.append([Completion(f"<answer>\\boxed{{{answers[question]}}}</answer>")] * n)
+        return out
+
+
+@pytest.mark.parametrize("scoring, pass1", [(None, 0.0), ("official", 0.0), ("lenient", 1.0)])
+def test_eval_scores_official_by_default_and_says_which_mode(tmp_path, scoring, pass1):
+    extra = {} if scoring is None else {"scoring": scoring}
+    cfg = config(tmp_path, envs=["AXPO-MathVR-v0"], split=None, samples=1, limit=1, **extra)
+    report = run_eval(cfg, Boxed(), progress=False)
+    mode = scoring or "official"
+    assert report.benchmarks["AXPO-MathVR-v0"]["pass@1"] == pass1
+    assert report.scoring == {"AXPO-MathVR-v0": mode}
+    assert markdown(report).splitlines()[-1].startswith(f"Scoring: {mode} (")
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["scoring"] == {"AXPO-MathVR-v0": mode}
+
+
+def test_resuming_with_the_other_scoring_mode_is_refused(tmp_path):
+    cfg = config(tmp_path, envs=["AXPO-MathVR-v0"], split=None, samples=1, limit=1)
+    run_eval(cfg, Boxed(), progress=False)
+    with pytest.raises(EvalError, match="scoring: 'official' then, 'lenient' now"):
+        run_eval(config(tmp_path, envs=["AXPO-MathVR-v0"], split=None, samples=1, limit=1,
+                        scoring="lenient"), Boxed(), progress=False)
+    with pytest.raises(ValueError, match="scoring must be one of"):
+        config(tmp_path, scoring="strict")
