@@ -157,7 +157,7 @@ class VStar(Task):
 
     def score(self, item: TaskItem, response: str) -> float:
         """1.0 when the response names the correct option (letter, or its text), else 0.0."""
-        return score_choice(response, item.metadata["choices"], item.answer)
+        return score_choice(response, item.metadata["choices"], item.answer, self.scoring)
 
 
 def _item(
