@@ -43,6 +43,7 @@ MV91 = ["$6 \\mathrm{~m}$", "$8 \\mathrm{~m}$", "$10 \\mathrm{~m}$", "$11 \\math
     ("x = 61", "61", [], 1, 1), ("3 cm", "3", [], 0, 0),
     ("0.38", "\\frac{3}{8}", [], 1, 1), ("0.37", "\\frac{3}{8}", [], 0, 0),  # 2 decimals
     ("(3, 2)", "(3,2)", [], 1, 1), ("(2, 3)", "(3,2)", [], 0, 0),
+    ("(4/2, 3)", "(2,3)", [], 1, 1), ("(2.0, 3)", "(2,3)", [], 0, 1),  # sympy Float prints 2.0
     ("\\sqrt{20}", "2\\sqrt{5}", [], 1, 1), ("\\frac{1}{2}", "0.5", [], 1, 1),
     ("\\boxed{1} or \\boxed{2}", "2", [], 1, 1),  # the last box when there are several
     ("12 m", "E", MV91, 0, 1),  # the raw option text "$12 \mathrm{~m}$" never matches upstream

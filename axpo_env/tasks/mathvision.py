@@ -42,6 +42,7 @@ from axpo_env.tasks.scoring import clean_answer
 REQUIRED_COLUMNS = ("id", "question", "options", "answer")
 IMAGE_COLUMNS = ("decoded_image", "image")
 _MAX_EXPR = 200  # longer "numbers" are not numbers; bounds parsing work
+_BARE_E = re.compile(r"(?<![a-z\\])e(?![a-z])")  # "e", "1e4", "2e"; not "\\sec", "\\le"
 _THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 
 
@@ -136,12 +137,12 @@ def latex_value(text: Any, strict: bool = False) -> float | None:
 
     Thousands commas and a ratio "a:b" are read as latex2sympy reads them (MATH-V's evaluator).
     `strict=True` also refuses what latex2sympy does not read as a number: "π" (it wants
-    "\\pi") and e-notation ("1e4")."""
+    "\\pi"), a bare "e" and e-notation ("1e4")."""
     s = str(text).strip()
     if not s or len(s) > _MAX_EXPR:
         return None
-    if strict and ("π" in s or re.search(r"\d[eE][+-]?\d", s) or "inf" in s.lower()):
-        return None
+    if strict and ("π" in s or "inf" in s.lower() or _BARE_E.search(s.lower())):
+        return None  # upstream's latex2sympy + eval gives no number for these
     if _THOUSANDS.fullmatch(s):
         s = s.replace(",", "")
     if s.count(":") == 1:

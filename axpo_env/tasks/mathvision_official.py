@@ -154,7 +154,7 @@ def eval_tuple(s: str) -> str:
     try:
         for open_, close in (("(", ")"), ("[", "]")):
             if s[0] == open_ and s[-1] == close and len(parts) > 1:
-                inner = ",".join(p if "infty" in p or p in ("a", "-a") else _num(_value(p))
+                inner = ",".join(p if "infty" in p or p in ("a", "-a") else _num(_value(p), p)
                                  for p in parts)
                 return f"{open_}{inner}{close}"
     except (ValueError, IndexError):
@@ -162,10 +162,12 @@ def eval_tuple(s: str) -> str:
     return s
 
 
-def _num(value: float) -> str:
-    """`str(round(x, 2))` of a sympy number: integers print without ".0"."""
+def _num(value: float, text: str) -> str:
+    """`str(round(x, 2))` of the number latex2sympy makes of `text`: exact arithmetic on
+    integers stays an integer ("4/2" -> "2"), a decimal stays a float ("2.0" -> "2.0")."""
     rounded = round(value, 2)
-    return str(int(rounded)) if rounded == int(rounded) else str(rounded)
+    exact = "." not in text and rounded == int(rounded)
+    return str(int(rounded)) if exact else str(rounded)
 
 
 def is_equal(asw: str, gt_asw: str) -> bool:
