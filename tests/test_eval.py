@@ -446,3 +446,31 @@ def test_resuming_with_the_other_scoring_mode_is_refused(tmp_path):
                         scoring="lenient"), Boxed(), progress=False)
     with pytest.raises(ValueError, match="scoring must be one of"):
         config(tmp_path, scoring="strict")
+
+
+def test_a_task_without_scoring_modes_is_scored_by_its_own_rule():
+    import gymnasium as gym
+
+    from algorithms.evaluate import OWN_RULE, _has_scoring_modes
+    from axpo_env.tasks import Task
+
+    class Legacy(Task):  # a plugin written before scoring modes existed
+        def __init__(self, split=None, data_dir=None, judge=None):
+            super().__init__(split=split, data_dir=data_dir, judge=judge)
+
+    gym.register(id="Legacy-v0", entry_point="axpo_env.env:ToolUseEnv", kwargs={"task": Legacy})
+    try:
+        assert not _has_scoring_modes("Legacy-v0") and OWN_RULE == "own rule"
+        assert _has_scoring_modes(ARITH) and _has_scoring_modes("AXPO-MathVR-v0")
+    finally:
+        del gym.registry["Legacy-v0"]
+
+
+def test_the_scoring_line_names_benchmarks_scored_otherwise():
+    from algorithms.eval_report import Report
+
+    report = Report(1, {}, {}, scoring={"A-v0": "official", "B-v0": "official",
+                                        "Plugin-v0": "own rule"})
+    assert report.scoring_line() == ("Scoring: official (each benchmark's published scoring "
+                                     "rules, quirks included); except Plugin-v0 own rule.")
+    assert Report(1, {}, {}).scoring_line() == ""
