@@ -2,7 +2,8 @@
 auxiliary line, plotting a function), released with CodePlot-CoT (arXiv 2510.11718).
 
 Schema, as the official scripts of github.com/HKU-MMLab/Math-VR-CodePlot-CoT read it
-(`Math-VR-Infer.py`, `Math-VR-Eval.py`, `summarize_score.py`, commit 494c5ad9): one parquet
+(`Math-VR-Infer.py`, `Math-VR-Eval.py`, `summarize_score.py` at commit 494c5ad9; the later
+`Math-VR-Eval.py` 8924aa0f and `summarize_score.py` 835e3f90 keep the same AC rule): one parquet
 split `test` (`data/test-00000-of-00001.parquet`) with `id` (the row's index), `question` (text
 with `<image1>` ... `<image8>` markers), `image1` ... `image8`, `category` (`text` |
 `multimodal`), `number_of_answers`, `answers`, `total_score`, `scoring_points`, `scores`.
@@ -13,9 +14,12 @@ Correctness (AC, the paper's number) as `result["is_fully_correct"] is True`. Th
 starts after the judge: give `judge=` a function returning that JSON reply (text or dict) and
 the verdict is read exactly as upstream reads it (the JSON between the first "{" and the last
 "}"; only a JSON `true` counts, the string "true" does not), or a number in [0, 1] when your
-judge gives its verdict directly. Without a judge the official mode applies the rubric's first
-step literally ("if the answers match exactly, award the full max_score"): the answer must
-equal `answers` after trimming spaces; that is a strict stand-in, not the GPT verdict.
+judge gives its verdict directly. Two differences stay: upstream's judge reads the whole
+solution while the env hands it the extracted final answer, and upstream leaves a question whose
+judge never returned JSON out of the average while here it scores 0. Without a judge the
+official mode applies the rubric's first step literally ("if the answers match exactly, award
+the full max_score"): the answer must equal `answers` after trimming spaces; that is a strict
+stand-in, not the GPT verdict.
 
 Lenient mode (`scoring="lenient"`, the RL default), without a judge: an answer is right when
 it equals `answers` by MATH-V's equivalence (`mathvision.math_equal`: LaTeX dressing dropped,
