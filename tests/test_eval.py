@@ -474,3 +474,11 @@ def test_the_scoring_line_names_benchmarks_scored_otherwise():
     assert report.scoring_line() == ("Scoring: official (each benchmark's published scoring "
                                      "rules, quirks included); except Plugin-v0 own rule.")
     assert Report(1, {}, {}).scoring_line() == ""
+
+
+def test_the_cli_scores_official_unless_told_lenient(capsys):
+    assert parse(["eval", "--model", "tiny"])[2].scoring == "official"
+    assert parse(["eval", "--model", "tiny", "--scoring", "lenient"])[2].scoring == "lenient"
+    with pytest.raises(SystemExit):
+        parse(["eval", "--model", "tiny", "--scoring", "strict"])
+    assert "invalid choice: 'strict'" in capsys.readouterr().err
