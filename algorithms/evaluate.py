@@ -47,8 +47,8 @@ class EvalConfig:
     envs: list[str] = _field(
         ["paper"], "Benchmark env ids, comma-separated; 'paper' means the AXPO paper's nine "
         "benchmarks in its order (MathVision, DynaMath, Math-VR; V*, VisualProbe, HR-Bench 4K/8K; "
-        "HR-MMSearch, MMSearch), 'all' every registered axpo env (MathVista, MathVerse, We-Math, "
-        "plugins and ToolArith too).",
+        "HR-MMSearch, MMSearch); 'reasoning', 'perception', 'search' one of its groups; 'all' "
+        "every registered axpo env (MathVista, MathVerse, We-Math, plugins and ToolArith too).",
         "model")
     split: list[str] | None = _field(
         None, "Split to evaluate: one name for every env, or ENV=SPLIT pairs. None: each task's "
@@ -137,16 +137,17 @@ class EvalConfig:
 def resolve_envs(names: Sequence[str]) -> list[str]:
     """Env ids to evaluate, in order; an unknown id is an `EvalError` listing the registered."""
     from axpo_env import registered_envs
-    from axpo_env.tasks import PAPER_BENCHMARKS
+    from axpo_env.tasks import PAPER_BENCHMARKS, PAPER_GROUPS
 
     known = registered_envs()
-    groups = {"all": known, "paper": list(PAPER_BENCHMARKS)}
+    groups = {"all": known, "paper": list(PAPER_BENCHMARKS),
+              **{name: list(ids) for name, ids in PAPER_GROUPS.items()}}
     out: list[str] = []
     for name in names:
         for env_id in groups.get(name, [name]):
             if env_id not in known:
                 raise EvalError(f"unknown env {env_id!r}. Registered envs: {', '.join(known)} "
-                                "(or 'paper', 'all').")
+                                "(or 'paper', 'reasoning', 'perception', 'search', 'all').")
             if env_id not in out:
                 out.append(env_id)
     return out

@@ -404,6 +404,8 @@ def test_paper_and_all_name_the_suites():
         "AXPO-VStar-v0", "AXPO-VisualProbe-v0", "AXPO-HRBench4K-v0", "AXPO-HRBench8K-v0",
         "AXPO-HRMMSearch-v0", "AXPO-MMSearch-v0",
     ]
+    assert resolve_envs(["reasoning"]) == paper[:3]
+    assert resolve_envs(["search", "perception"]) == paper[7:] + paper[3:7]
     everything = resolve_envs(["all"])
     for extra in (VISTA, "AXPO-MathVerse-v0", "AXPO-WeMath-v0"):  # not the paper's, still here
         assert extra not in paper and extra in everything and resolve_envs([extra]) == [extra]
