@@ -1,5 +1,8 @@
 """`axpo eval`: run every item of each benchmark env k times and report Pass@1/Pass@k and tool use.
 
+Answers are scored in each task's official mode (the benchmark's published rules, quirks
+included) unless `scoring="lenient"`; the mode is recorded per env and printed with the table.
+
 Episodes go through `agents.rollout` in batches and stream, one batch at a time, to
 `<output_dir>/results.jsonl`, so an interrupted run picks up where it stopped: finished episodes are
 never recomputed and never lost. Each env's first line in that file records the settings its
