@@ -169,19 +169,20 @@ def test_wemath(response, official, lenient):
 
 
 # ----------------------------------------------------------------------------- the option
-@pytest.mark.parametrize("env_id, task_id, answer, official, lenient", [
-    ("AXPO-MathVision-v0", None, "\\boxed{{{a}}}", 1.0, 1.0),
-    ("AXPO-DynaMath-v0", None, " {a} ", None, 1.0),
-    ("AXPO-VStar-v0", None, "the answer is ({a})", None, 1.0),
-    ("AXPO-MathVR-v0", "0", "\\boxed{{{a}}}", 0.0, 1.0),
+@pytest.mark.parametrize("env_id, form, official, lenient", [
+    ("AXPO-MathVision-v0", "\\boxed{{{a}}}", 1, 1), ("AXPO-DynaMath-v0", "Answer: {a}", 0, 1),
+    ("AXPO-MathVR-v0", "\\boxed{{{a}}}", 0, 1), ("AXPO-VStar-v0", "{low}", 0, 1),
+    ("AXPO-VisualProbe-v0", "Answer: {a}", 0, 1), ("AXPO-HRBench4K-v0", "{low}", 0, 1),
+    ("AXPO-HRMMSearch-v0", "Answer: {a}", 0, 1), ("AXPO-MMSearch-v0", "Answer: {a}", 2 / 3, 1),
+    ("AXPO-MathVista-v0", "Answer: {a}", 0, 1), ("AXPO-MathVerse-v0", "Answer: {a}", 0, 1),
+    ("AXPO-WeMath-v0", "{low}", 0, 1),
 ])  # fmt: skip
-def test_gym_make_task_options_pick_the_mode(env_id, task_id, answer, official, lenient):
+def test_gym_make_task_options_pick_the_mode(env_id, form, official, lenient):
     for mode, expected in zip(MODES, (official, lenient), strict=True):
         env = gym.make(env_id, task_options={"scoring": mode}).unwrapped
         assert env.task.scoring == mode
-        options = {"task_id": task_id} if task_id else {"index": 0}
-        env.reset(seed=0, options=options)
-        reward = env.step(f"<answer>{answer.format(a=env._item.answer)}</answer>")[1]
-        if expected is not None:
-            assert reward == expected
+        env.reset(seed=0, options={"index": 0})
+        a = str(env._item.answer)
+        reward = env.step(f"<answer>{form.format(a=a, low=a.lower())}</answer>")[1]
+        assert reward == pytest.approx(expected)
     assert gym.make(env_id).unwrapped.task.scoring == "lenient"  # the RL default
