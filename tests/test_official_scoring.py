@@ -91,6 +91,17 @@ def test_vstar_and_hrbench_vlmevalkit_matching(response, official, lenient):
     assert score_choice(response, CHOICES, "B", "lenient") == lenient
 
 
+@pytest.mark.parametrize("response, official, lenient", [  # V* relative_position: 2 options
+    ("A", 1, 1), ("(A) left", 1, 1), ("left", 1, 1), ("a", 0, 1), ("B", 0, 0),
+    ("The object is on the left", 0, 1),  # over twice the options' length: no text match
+    ("I think the answer is a", 1, 0),  # the case-insensitive "answer is" rule (2026-06)
+])  # fmt: skip
+def test_vstar_two_options(response, official, lenient):
+    choices = {"A": "left", "B": "right"}
+    assert score_choice(response, choices, "A", "official") == official
+    assert score_choice(response, choices, "A", "lenient") == lenient
+
+
 # ----------------------------------------------------------------------------- VisualProbe
 @pytest.mark.parametrize("response, solution, official, lenient", [
     ("red", "red", 1, 1), (" red ", "red", 1, 1), ("Red", "red", 0, 1), ("red.", "red", 0, 1),
