@@ -113,8 +113,9 @@ def rows() -> list[dict]:
              (right_triangle(),), n_answers=2),
         _row(2, "Plot y = x^2 - 4x + 3. For which x is y < 0? Give the interval.", "text",
              "(1, 3)", ["roots 1 and 3", "parabola opens upward", "interval (1, 3)"], [2, 1, 1]),
-        _row(3, "<image1>A chord lies 3 from the centre of a circle of radius 5 (<image2> shows "
-             "the parabola for comparison; ignore it). How long is the chord?", "multimodal",
+        _row(3, "<image1>A chord lies 3 from the centre of a circle of radius 5. <image2>The "
+             "second figure, a parabola, is only for comparison. How long is the chord?",
+             "multimodal",
              "8", ["half-chord by Pythagoras: 4", "chord 8"], [2, 2],
              (circle_chord(), parabola())),
         _row(4, "Points A(0, 0), B(4, 0) and C(4, 3) form a triangle. Draw it and find the "
