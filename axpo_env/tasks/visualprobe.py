@@ -9,9 +9,8 @@ all), each a `val.json` list of records `{"images": [...], "problem": "<image>\\
 `judge=` (a `Judge`) and both scoring modes use it, the official mode starting after that judge.
 
 Without a judge, `scoring="official"` is Mini-o3's rule-based accuracy, `inner_acc_reward` in
-`verl/utils/reward_score/general_qa_tool_mc.py` (read in the stored copy
-github.com/camphortree17/mini-o3-rotate, commit d6793461, a fork that keeps that function as
-Mini-o3 released it): the answer, trimmed, equals `solution` exactly (case-sensitive: "Red" is
+`verl/utils/reward_score/general_qa_tool_mc.py` (github.com/Mini-o3/Mini-o3, commit 8654dbf4):
+the answer, trimmed, equals `solution` exactly (case-sensitive: "Red" is
 not "red"), or it starts with "(X)" or "X." where X is `solution` itself (a capital letter).
 `scoring="lenient"` (the RL default) compares after case-folding, collapsing spaces and
 dropping surrounding quotes, a final period and `clean_answer`'s dressing (`\\boxed{}`,
