@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,22 @@ class Report:
     k: int
     benchmarks: dict[str, dict[str, Any]]
     average: dict[str, Any]
+    #: The scoring mode of each benchmark ("official", "lenient", or "own rule" for a task
+    #: without modes); empty when unknown.
+    scoring: dict[str, str] = field(default_factory=dict)
+
+    def scoring_line(self) -> str:
+        """One line saying how the answers were scored, naming benchmarks that differ."""
+        if not self.scoring:
+            return ""
+        modes = list(self.scoring.values())
+        main = max(set(modes), key=modes.count)
+        odd = [f"{env} {mode}" for env, mode in self.scoring.items() if mode != main]
+        note = {"official": "each benchmark's published scoring rules, quirks included",
+                "lenient": "axpo's lenient rules, the RL reward; not comparable with "
+                           "published numbers"}.get(main, "")
+        line = f"Scoring: {main}" + (f" ({note})" if note else "")
+        return line + (f"; except {', '.join(odd)}" if odd else "") + "."
 
     @property
     def pass_k(self) -> str:
@@ -121,6 +137,8 @@ def markdown(report: Report) -> str:
         name = f"**{row['benchmark']}**" if row["benchmark"] == AVERAGE else row["benchmark"]
         lines.append(f"| {name} | " + " | ".join(fmt(key, row[key]) for key, _ in columns)
                      + " |")
+    if report.scoring:
+        lines += ["", report.scoring_line()]
     return "\n".join(lines)
 
 
@@ -147,8 +165,9 @@ def write_report(report: Report, output_dir: Path, config: Mapping[str, Any]) ->
         writer.writeheader()
         writer.writerows({k: "" if v is None else v for k, v in r.items()} for r in rows)
     paths["json"].write_text(json.dumps(
-        {"k": report.k, "config": dict(config), "benchmarks": report.benchmarks,
-         "average": report.average}, indent=2) + "\n", encoding="utf-8")
+        {"k": report.k, "config": dict(config), "scoring": report.scoring,
+         "benchmarks": report.benchmarks, "average": report.average}, indent=2) + "\n",
+        encoding="utf-8")
     for key in report.rate_keys:
         paths[key] = plot_metric(report, key, output_dir / "plots")
     return paths

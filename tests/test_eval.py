@@ -399,6 +399,88 @@ def test_paper_and_all_name_the_suites():
     from algorithms.evaluate import resolve_envs
 
     paper = resolve_envs(["paper"])
-    assert len(paper) == 11 and ARITH not in paper and paper[0] == VISTA
-    assert "AXPO-HRBench8K-v0" in paper and "AXPO-MMSearch-v0" in paper
+    assert paper == [  # the AXPO paper's Table 1: reasoning, perception, search
+        "AXPO-MathVision-v0", "AXPO-DynaMath-v0", "AXPO-MathVR-v0",
+        "AXPO-VStar-v0", "AXPO-VisualProbe-v0", "AXPO-HRBench4K-v0", "AXPO-HRBench8K-v0",
+        "AXPO-HRMMSearch-v0", "AXPO-MMSearch-v0",
+    ]
+    assert resolve_envs(["reasoning"]) == paper[:3]
+    assert resolve_envs(["search", "perception"]) == paper[7:] + paper[3:7]
+    everything = resolve_envs(["all"])
+    for extra in (VISTA, "AXPO-MathVerse-v0", "AXPO-WeMath-v0"):  # not the paper's, still here
+        assert extra not in paper and extra in everything and resolve_envs([extra]) == [extra]
     assert ARITH in resolve_envs(["all"]) and resolve_envs([ARITH, "paper"])[0] == ARITH
+
+
+class Boxed:
+    """Answers every Math-VR question right, but dressed in \\boxed{}: the official rule
+    (exact match) rejects that, the lenient one accepts it."""
+
+    def generate(self, conversations, n=1, sampling=None):
+        from axpo_env.tasks.mathvr import MathVR
+
+        answers = {it.question: it.answer for it in MathVR().items}
+        out = []
+        for c in conversations:
+            question = _text(next(m for m in c["messages"] if m["role"] == "user"))
+            out.append([Completion(f"<answer>\\boxed{{{answers[question]}}}</answer>")] * n)
+        return out
+
+
+@pytest.mark.parametrize("scoring, pass1", [(None, 0.0), ("official", 0.0), ("lenient", 1.0)])
+def test_eval_scores_official_by_default_and_says_which_mode(tmp_path, scoring, pass1):
+    extra = {} if scoring is None else {"scoring": scoring}
+    cfg = config(tmp_path, envs=["AXPO-MathVR-v0"], split=None, samples=1, limit=1, **extra)
+    report = run_eval(cfg, Boxed(), progress=False)
+    mode = scoring or "official"
+    assert report.benchmarks["AXPO-MathVR-v0"]["pass@1"] == pass1
+    assert report.scoring == {"AXPO-MathVR-v0": mode}
+    assert markdown(report).splitlines()[-1].startswith(f"Scoring: {mode} (")
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["scoring"] == {"AXPO-MathVR-v0": mode}
+
+
+def test_resuming_with_the_other_scoring_mode_is_refused(tmp_path):
+    cfg = config(tmp_path, envs=["AXPO-MathVR-v0"], split=None, samples=1, limit=1)
+    run_eval(cfg, Boxed(), progress=False)
+    with pytest.raises(EvalError, match="scoring: 'official' then, 'lenient' now"):
+        run_eval(config(tmp_path, envs=["AXPO-MathVR-v0"], split=None, samples=1, limit=1,
+                        scoring="lenient"), Boxed(), progress=False)
+    with pytest.raises(ValueError, match="scoring must be one of"):
+        config(tmp_path, scoring="strict")
+
+
+def test_a_task_without_scoring_modes_is_scored_by_its_own_rule():
+    import gymnasium as gym
+
+    from algorithms.evaluate import OWN_RULE, _has_scoring_modes
+    from axpo_env.tasks import Task
+
+    class Legacy(Task):  # a plugin written before scoring modes existed
+        def __init__(self, split=None, data_dir=None, judge=None):
+            super().__init__(split=split, data_dir=data_dir, judge=judge)
+
+    gym.register(id="Legacy-v0", entry_point="axpo_env.env:ToolUseEnv", kwargs={"task": Legacy})
+    try:
+        assert not _has_scoring_modes("Legacy-v0") and OWN_RULE == "own rule"
+        assert _has_scoring_modes(ARITH) and _has_scoring_modes("AXPO-MathVR-v0")
+    finally:
+        del gym.registry["Legacy-v0"]
+
+
+def test_the_scoring_line_names_benchmarks_scored_otherwise():
+    from algorithms.eval_report import Report
+
+    report = Report(1, {}, {}, scoring={"A-v0": "official", "B-v0": "official",
+                                        "Plugin-v0": "own rule"})
+    assert report.scoring_line() == ("Scoring: official (each benchmark's published scoring "
+                                     "rules, quirks included); except Plugin-v0 own rule.")
+    assert Report(1, {}, {}).scoring_line() == ""
+
+
+def test_the_cli_scores_official_unless_told_lenient(capsys):
+    assert parse(["eval", "--model", "tiny"])[2].scoring == "official"
+    assert parse(["eval", "--model", "tiny", "--scoring", "lenient"])[2].scoring == "lenient"
+    with pytest.raises(SystemExit):
+        parse(["eval", "--model", "tiny", "--scoring", "strict"])
+    assert "invalid choice: 'strict'" in capsys.readouterr().err
