@@ -56,8 +56,87 @@ def test_schema_and_isolation(tool):
     fn = tool.schema["function"]
     assert fn["name"] == "python" and fn["parameters"]["required"] == ["code"]
     assert "image_0.png" in fn["description"]
-    expected = "bubblewrap" if tool.isolation == "bwrap" else "rlimits+audit"
+    root = os.geteuid() == 0
+    expected = ("bubblewrap" if tool.isolation == "bwrap"
+                else "namespaces+uid" if root else "rlimits+audit")
     assert tool.isolation_active == expected
+
+
+ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="the uid switch is for root")
+WHO = ("import os\nst = open('/proc/self/status').read()\n"
+       "print(os.getuid(), os.geteuid(), st.split('CapEff:')[1].split()[0])")
+
+
+@ROOT_ONLY
+@pytest.mark.parametrize("isolation", ["auto", "rlimits"])
+def test_root_never_runs_model_code_as_root(isolation):
+    """Python under /root (0700) made the uid switch skip; now every mode drops uid 0 and all
+    capabilities, and the interpreter still imports (pyenv is bound back in)."""
+    t = PythonTool(timeout=5, isolation=isolation)
+    try:
+        uid, euid, caps = run(t, WHO).text.split()
+        assert int(uid) != 0 and int(euid) != 0 and int(caps, 16) == 0
+        assert run(t, "import numpy, PIL.Image\nprint('ok')").text == "ok"
+    finally:
+        t.close()
+
+
+# Runs in a sub-interpreter, which has none of the worker's audit hooks: what the kernel allows.
+BYPASS = """
+import os, socket
+out = []
+for name, act in [
+    ("write", lambda: os.open({target!r}, os.O_WRONLY | os.O_CREAT, dir_fd=os.open("/", 0))),
+    ("fifo", lambda: os.mkfifo("/var/tmp/axpo-fifo")),
+    ("net", lambda: socket.create_connection(("127.0.0.1", 9), timeout=1)),
+    ("root", lambda: os.listdir("/root/.ssh")),
+]:
+    try:
+        act()
+        out.append(name + " ok")
+    except OSError as e:
+        out.append(name + " " + str(e.errno))
+open("res.txt", "w").write(" ".join(out))
+"""
+
+
+@ROOT_ONLY
+@pytest.mark.parametrize("isolation", MODES)
+def test_kernel_contains_code_that_skips_the_audit_hooks(isolation):
+    """The audit hooks are not the wall: code without them still cannot write the host, make a
+    fifo outside scratch, reach 127.0.0.1 or read root's files, in either mode."""
+    t = PythonTool(timeout=5, isolation=isolation)
+    target = f"axpo-planted-{os.getpid()}"  # in /, which root may write
+    try:
+        code = ("import _xxsubinterpreters as s\ni = s.create()\n"
+                f"s.run_string(i, {BYPASS.format(target=target)!r})\nprint(open('res.txt').read())")
+        text = run(t, code).text
+        assert "ok" not in text and text.count(" ") == 7, text
+        assert not os.path.exists("/" + target) and not os.path.exists("/var/tmp/axpo-fifo")
+    finally:
+        t.close()
+
+
+def test_fallback_without_bubblewrap_warns_what_protects(monkeypatch):
+    from axpo_env.tools import _sandbox
+
+    monkeypatch.setattr(_sandbox, "_PLANS", {})
+    monkeypatch.setattr(_sandbox.shutil, "which", lambda name: None)
+    with pytest.warns(RuntimeWarning, match="bubblewrap not installed; isolation is"):
+        plan = _sandbox._resolve_plan("auto")
+    assert plan.bwrap is None and (plan.drop if os.geteuid() == 0 else True)
+
+
+@ROOT_ONLY
+def test_root_without_a_way_to_drop_privileges_is_refused(monkeypatch):
+    from axpo_env.errors import AxpoError
+    from axpo_env.tools import _sandbox
+
+    monkeypatch.setattr(_sandbox, "_PLANS", {})
+    monkeypatch.setattr(_sandbox.shutil, "which", lambda name: None)
+    monkeypatch.setattr(_sandbox, "_probe", lambda plan: "unshare: Operation not permitted")
+    with pytest.raises(AxpoError, match="refuses to run model code as root.*apt install"):
+        _sandbox._resolve_plan("auto")
 
 
 def test_session_persists_and_sees_the_task_image(tool):
@@ -121,14 +200,15 @@ HOSTILE = [
 def test_hostile_code_is_contained(tool, code, message):
     tool.reset(CTX)
     run(tool, "x = 7")
+    paths = ("/etc/x", "/work/x", os.path.join(os.path.dirname(tool._box.scratch), "x"))
+    there = [os.path.exists(p) for p in paths]  # /tmp is shared: another job may have an x
     res = run(tool, code)
     assert message in res.text, res.text
     assert len(res.text) < 5000 and "_sandbox_worker" not in res.text
     if "crashed" in message or "time limit" in message:
         assert "restored to its state before this call" in res.text
         assert tool.snapshot() == ("x = 7",)
-    for path in ("/etc/x", "/work/x", os.path.join(os.path.dirname(tool._box.scratch), "x")):
-        assert not os.path.exists(path)
+    assert [os.path.exists(p) for p in paths] == there
     assert run(tool, "print(x)").text == "7"  # and the session goes on
 
 

@@ -46,6 +46,9 @@ _PATH_EVENTS = {
     "os.removexattr": None,
 }
 _reserve: bytearray | None = None  # freed on MemoryError so the worker can still answer
+_NEW_NAMESPACES = 0x00020000 | 0x04000000 | 0x08000000 | 0x40000000  # CLONE_NEW{NS,UTS,IPC,NET}
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
+_MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 32, 4096, 0x4000, 1 << 18
 
 
 def _read_exact(fd: int, n: int) -> bytes:
@@ -111,7 +114,7 @@ def _setlimit(res: int, value: int) -> None:
         pass
 
 
-def _install_audit_hook(scratch: str) -> None:
+def _install_audit_hook(scratch: str, confined: bool) -> None:
     """Defense in depth under bubblewrap, the main guard without it (not a security boundary)."""
     root = os.path.realpath(scratch)
     prefix = root + os.sep
@@ -129,6 +132,8 @@ def _install_audit_hook(scratch: str) -> None:
         return real == root or real.startswith(prefix) or real == os.devnull
 
     def hook(event: str, args: tuple) -> None:
+        if confined and event == "os.kill" and args[0] == -1:
+            return  # only the sandbox's own processes: how strays are ended after each cell
         what = _DENIED.get(event)
         if what is None and event.startswith(("socket.", "ctypes.")):
             what = "network access" if event[0] == "s" else "ctypes"
@@ -155,9 +160,51 @@ def _install_audit_hook(scratch: str) -> None:
     sys.addaudithook(hook)
 
 
+def _confine(spec: dict) -> None:
+    """Without bubblewrap, as root: private mount/network/IPC/UTS namespaces, every mount
+    read-only, fresh tmpfs over `spec["hide"]`, `spec["bind"]` dirs bound back. Then the uid drop
+    leaves model code no capability, no network, and no writable place but its scratch dir."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def check(rc: int, what: str) -> None:
+        if rc != 0:
+            raise OSError(ctypes.get_errno(), f"{what}: {os.strerror(ctypes.get_errno())}")
+
+    def mount(src: str | None, target: str, fstype: str | None, flags: int,
+              data: str | None = None) -> None:
+        check(libc.mount(src and os.fsencode(src), os.fsencode(target),
+                         fstype and fstype.encode(), ctypes.c_ulong(flags),
+                         data and data.encode()), f"mount {target}")
+
+    check(libc.unshare(_NEW_NAMESPACES), "unshare")
+    mount(None, "/", None, _MS_REC | _MS_PRIVATE)
+    with open("/proc/self/mountinfo", "rb") as f:
+        points = [line.split()[4].decode("unicode_escape") for line in f]
+    for point in points:
+        if point.split("/")[1] in ("proc", "sys", "dev"):
+            continue
+        with contextlib.suppress(OSError):
+            kept = os.statvfs(point).f_flag & (_MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
+            mount(None, point, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | kept)
+    binds = [(path, rw, os.open(path, os.O_PATH | os.O_DIRECTORY)) for path, rw in spec["bind"]]
+    for top in spec["hide"]:
+        mount("tmpfs", top, "tmpfs", _MS_NOSUID | _MS_NODEV, "size=1m,mode=0755")
+    for path, rw, fd in binds:
+        if not os.path.isdir(path):
+            os.makedirs(path, 0o755)
+        mount(f"/proc/self/fd/{fd}", path, None, _MS_BIND | _MS_REC)
+        mount(None, path, None, _MS_REMOUNT | _MS_BIND | _MS_NOSUID | _MS_NODEV
+              | (0 if rw else _MS_RDONLY))
+        os.close(fd)
+
+
 def _start(cfg: dict) -> None:
     """Privileges, imports, seeds, limits, hooks: everything before the first cell."""
     uid = cfg.get("uid")
+    if cfg.get("confine"):
+        _confine(cfg["confine"])
     if uid is not None:  # started as root: become an unprivileged uid of our own
         os.setgroups([])
         os.setgid(uid)
@@ -207,7 +254,7 @@ def _start(cfg: dict) -> None:
     _setlimit(resource.RLIMIT_NOFILE, 256)
     global _reserve
     _reserve = bytearray(8 << 20)
-    _install_audit_hook(cfg["scratch"])
+    _install_audit_hook(cfg["scratch"], bool(cfg.get("confined")))
 
 
 def _set_cpu_budget(seconds: int) -> None:
@@ -280,7 +327,11 @@ def main() -> None:
     sys.argv = [""]
     try:
         cfg = _recv(rfd)
-        _start(cfg)
+        try:
+            _start(cfg)
+        except OSError as exc:  # a plan that cannot work here: say why, the host tries another
+            _send(wfd, {"ready": False, "error": f"{type(exc).__name__}: {exc}"})
+            os._exit(0)
         module = types.ModuleType("__main__")
         module.__builtins__ = builtins  # type: ignore[attr-defined]
         sys.modules["__main__"] = module
@@ -292,6 +343,9 @@ def main() -> None:
                 resp = _run_cell(module.__dict__, req, cfg["max_output"])
             except BaseException as exc:  # our own failure (memory): still answer
                 resp = {"seq": req.get("seq"), "out": "", "err": f"[sandbox] {exc!r}"}
+            if cfg.get("confined"):  # no process a cell started outlives it
+                with contextlib.suppress(OSError):
+                    os.kill(-1, signal.SIGKILL)
             try:  # a cell that closed or replaced our pipes must not enter the history
                 intact = [(os.fstat(fd).st_dev, os.fstat(fd).st_ino) for fd in (rfd, wfd)] == pipes
             except OSError:

@@ -201,8 +201,10 @@ class PythonTool(Tool):
 
     @property
     def isolation_active(self) -> str:
-        """"bubblewrap" or "rlimits+audit": what really isolates this tool's workers."""
-        return "bubblewrap" if _resolve_plan(self.isolation).bwrap else "rlimits+audit"
+        """What really isolates this tool's workers: "bubblewrap"; as root without it
+        "namespaces+uid" (or "uid+rlimits" where namespaces cannot be made); as another user
+        without it "rlimits+audit", which is no security boundary (a warning says so)."""
+        return _resolve_plan(self.isolation).label
 
     def spawn(self) -> PythonTool:
         return PythonTool(**self._settings)
