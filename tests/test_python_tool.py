@@ -212,6 +212,33 @@ def test_hostile_code_is_contained(tool, code, message):
     assert run(tool, "print(x)").text == "7"  # and the session goes on
 
 
+FORGE = """
+import json, os, struct, sys
+f = sys._getframe()
+while "req" not in f.f_locals:
+    f = f.f_back
+def frame(msg):
+    data = json.dumps(msg).encode()
+    return struct.pack(">I", len(data)) + data
+"""
+
+
+def test_forged_reply_frames_cannot_pass_the_output_limit(tool):
+    """The frame pipe is reachable from a cell: a forged reply is cut to the limit on the host,
+    and an oversized or endless stream of frames fails the call instead of filling memory."""
+    tool.reset(CTX)
+    run(tool, "x = 7")
+    res = run(tool, FORGE + "os.write(101, frame({'seq': f.f_locals['req']['seq'], "
+                            "'out': 'y' * 100_000, 'err': 5}))")
+    assert res.text.startswith("y" * 8000 + "\n...[output truncated]") and len(res.text) < 8100
+    res = run(tool, FORGE + "os.write(101, frame({'seq': -1, 'out': 'z' * 15_000_000}))")
+    assert "broke the protocol" in res.text and "restored" in res.text and len(res.text) < 500
+    res = run(tool, FORGE + "for i in range(100):\n"
+                            "    os.write(101, frame({'seq': -1, 'out': 'z' * 100_000}))")
+    assert "broke the protocol" in res.text
+    assert run(tool, "print(x)").text == "7"
+
+
 def test_huge_output_is_truncated(tool):
     tool.reset(CTX)
     res = run(tool, "print('x' * 10**8)\nimport sys\nprint('e' * 10**6, file=sys.stderr)")

@@ -31,7 +31,7 @@ from typing import Any
 from axpo_env.errors import AxpoError
 
 _WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_sandbox_worker.py")
-_MAX_FRAME = 16 << 20
+_FRAME_SLACK = 64 << 10  # a reply's bytes beyond its two capped texts (JSON keys, escapes)
 _STARTUP_TIMEOUT = 30.0
 _uid_counter = itertools.count()
 
@@ -281,6 +281,10 @@ class _Worker:
 
     def __init__(self, plan: _Plan, scratch: str, uid: int | None, limits: dict[str, int]):
         self.plan, self.history, self.used, self.seq, self.buf = plan, (), False, 0, bytearray()
+        # The frame pipe is the worker's, so a cell can write frames of its own: bound what the
+        # host reads per call (a char JSON-escapes to at most 12 bytes), trust nothing in it.
+        self.max_frame = 2 * 12 * limits["max_output"] + _FRAME_SLACK
+        self.budget = 4 * self.max_frame
         argv = (_bwrap_argv(plan, scratch) if plan.bwrap else []) + [sys.executable, "-s", "-B",
                                                                       _WORKER]
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": scratch, "TMPDIR": scratch,
@@ -315,7 +319,7 @@ class _Worker:
 
     def request(self, msg: dict[str, Any], timeout: float) -> dict[str, Any]:
         """Send one cell and wait, until `timeout` s, for the answer to it."""
-        self.seq, self.used = self.seq + 1, True
+        self.seq, self.used, self.budget = self.seq + 1, True, 4 * self.max_frame
         deadline = time.monotonic() + timeout
         self._send({**msg, "seq": self.seq}, deadline)
         while (resp := self._recv(deadline)).get("seq") != self.seq:
@@ -345,7 +349,7 @@ class _Worker:
 
     def _recv(self, deadline: float) -> dict[str, Any]:
         while len(self.buf) < 4 or len(self.buf) < 4 + struct.unpack(">I", self.buf[:4])[0]:
-            if len(self.buf) >= 4 and struct.unpack(">I", self.buf[:4])[0] > _MAX_FRAME:
+            if len(self.buf) >= 4 and struct.unpack(">I", self.buf[:4])[0] > self.max_frame:
                 raise _Died("it broke the protocol")
             self._wait(self.rfd, select.POLLIN, deadline)
             try:
@@ -354,6 +358,9 @@ class _Worker:
                 continue
             if not chunk:
                 raise _Died("it exited")
+            self.budget -= len(chunk)
+            if self.budget < 0:  # forged frames, one after another
+                raise _Died("it broke the protocol")
             self.buf += chunk
         (n,) = struct.unpack(">I", self.buf[:4])
         data = bytes(self.buf[4:4 + n])

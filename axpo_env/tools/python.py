@@ -32,12 +32,20 @@ _IMAGE_EXT = (".png", ".jpg", ".jpeg")
 _MAX_CODE = 1_000_000
 _MAX_IMAGE_BYTES = 32 << 20
 _MAX_SCAN = 5000
+_TRUNCATED = "\n...[output truncated]"
 _RESTORED = "the session was restored to its state before this call."
 
 # ---------------------------------------------------------------------------------------------
 # Files: the scratch dir, task images in, new images out.
 
 
+
+
+def _capped(text: Any, limit: int) -> str:
+    """A reply's text as the worker should have sent it: a str of at most `limit` chars."""
+    if not isinstance(text, str):
+        return ""
+    return text if len(text) <= limit else text[:limit] + _TRUNCATED
 
 
 def _scan(root: str) -> tuple[dict[str, tuple[int, int, int]], int]:
@@ -263,7 +271,8 @@ class PythonTool(Tool):
             images, lines = self._collect(scratch, before, after)
             if self.fresh_worker_per_call:
                 self._box.kill()
-        out, err = str(resp.get("out", "")), str(resp.get("err", ""))
+        limit = self._limits["max_output"]  # again here: a cell can forge its own reply frame
+        out, err = _capped(resp.get("out"), limit), _capped(resp.get("err"), limit)
         parts = [p for p in (note.strip(), out.rstrip("\n"), err.rstrip("\n")) if p]
         if not out and not err:
             parts.append("(no output; use print() to see values)")
