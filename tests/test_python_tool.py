@@ -173,6 +173,49 @@ def test_images_refused_safely():
         t.close()
 
 
+def test_symlink_race_never_reads_a_host_image(tmp_path):
+    """While a thread flips a scratch subdir between a real dir and a link to a root-only host
+    dir, the host's scan and image reads (each in a bounded loop) never leave the scratch dir:
+    every path component is opened through a handle, without following links."""
+    import threading
+
+    from axpo_env.tools.python import _load_image, _scan
+
+    scratch, secret = tmp_path / "scratch", tmp_path / "secret"
+    (scratch / "real").mkdir(parents=True)
+    secret.mkdir(mode=0o700)
+    for i in range(50):  # a wide window between the scan's lstat of 'sub' and its listing
+        (scratch / f"f{i}").touch()
+    Image.new("RGB", (5, 5), "blue").save(scratch / "real" / "a.png")
+    Image.new("RGB", (7, 7), "green").save(secret / "a.png")
+    Image.new("RGB", (7, 7), "green").save(secret / "hostonly.png")
+    stop = threading.Event()
+
+    def flip():
+        while not stop.is_set():
+            os.rename(scratch / "real", scratch / "sub")
+            os.rename(scratch / "sub", scratch / "real")
+            os.symlink(secret, scratch / "sub")
+            os.unlink(scratch / "sub")
+
+    flipper = threading.Thread(target=flip)
+    flipper.start()
+    try:
+        names, sizes = set(), set()
+        for _ in range(300):
+            images, _ = _scan(str(scratch))
+            names |= set(images)
+            for rel in ("sub/a.png", "sub/hostonly.png"):
+                img, why = _load_image(str(scratch), rel, 100 * 100)
+                sizes.add(img.size if img else why)
+    finally:
+        stop.set()
+        flipper.join()
+    assert not any("hostonly" in n for n in names)
+    assert (7, 7) not in sizes and sizes <= {(5, 5), "not a regular file inside the working "
+                                             "directory"}
+
+
 HOSTILE = [
     ("while True: pass", "2 s time limit"),
     ("hog = []\nwhile True: hog.append(' ' * 10**7)", "MemoryError"),

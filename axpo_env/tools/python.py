@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import math
 import os
 import shutil
@@ -28,10 +29,11 @@ from axpo_env.errors import AxpoError, SnapshotError, ToolCallError
 from axpo_env.tools._sandbox import _Died, _new_uid, _resolve_plan, _rmtree, _Timeout, _Worker
 from axpo_env.tools.base import Tool, ToolContext, ToolResult
 
+logger = logging.getLogger(__name__)
 _IMAGE_EXT = (".png", ".jpg", ".jpeg")
 _MAX_CODE = 1_000_000
 _MAX_IMAGE_BYTES = 32 << 20
-_MAX_SCAN = 5000
+_MAX_SCAN = 20_000
 _TRUNCATED = "\n...[output truncated]"
 _RESTORED = "the session was restored to its state before this call."
 
@@ -48,35 +50,76 @@ def _capped(text: Any, limit: int) -> str:
     return text if len(text) <= limit else text[:limit] + _TRUNCATED
 
 
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class _TooManyFiles(Exception):
+    """The scratch dir holds more entries than the scan looks at: its size is unknown."""
+
+
 def _scan(root: str) -> tuple[dict[str, tuple[int, int, int]], int]:
-    """Image files under `root` with their (mtime, size, inode), and the bytes all files use."""
-    images, total, stack, seen = {}, 0, [""], 0
-    while stack and seen < _MAX_SCAN:
-        rel = stack.pop()
-        try:
-            entries = list(os.scandir(os.path.join(root, rel)))
-        except OSError:
-            continue
-        for entry in entries[: _MAX_SCAN - seen]:
-            seen += 1
+    """Image files under `root` with their (mtime, size, inode), and the bytes all files use.
+
+    Walked through directory handles opened without following a symlink at any depth, so a
+    cell that swaps a subdir for a link to a host dir while we look only ever shows us its own
+    files. More than `_MAX_SCAN` entries raises `_TooManyFiles`: an unseen file could be big.
+    """
+    images, total, seen = {}, 0, 0
+    stack = [("", os.open(root, _DIR_FLAGS))]
+    try:
+        while stack:
+            rel, fd = stack.pop()
             try:
-                st = entry.stat(follow_symlinks=False)
+                with os.scandir(fd) as it:
+                    for entry in it:
+                        seen += 1
+                        if seen > _MAX_SCAN:
+                            raise _TooManyFiles
+                        try:
+                            st = entry.stat(follow_symlinks=False)
+                            path = os.path.join(rel, entry.name)
+                            if stat.S_ISDIR(st.st_mode):
+                                stack.append((path, os.open(entry.name, _DIR_FLAGS, dir_fd=fd)))
+                            elif stat.S_ISREG(st.st_mode):
+                                total += st.st_blocks * 512
+                                if entry.name.lower().endswith(_IMAGE_EXT):
+                                    images[path] = (st.st_mtime_ns, st.st_size, st.st_ino)
+                        except OSError:  # gone, or swapped for a link, meanwhile
+                            continue
             except OSError:
-                continue
-            path = os.path.join(rel, entry.name)
-            if stat.S_ISDIR(st.st_mode):
-                stack.append(path)
-            elif stat.S_ISREG(st.st_mode):
-                total += st.st_blocks * 512
-                if entry.name.lower().endswith(_IMAGE_EXT):
-                    images[path] = (st.st_mtime_ns, st.st_size, st.st_ino)
+                pass
+            finally:
+                os.close(fd)
+    finally:
+        for _, fd in stack:
+            os.close(fd)
     return images, total
 
 
-def _load_image(path: str, max_pixels: int) -> tuple[Image.Image | None, str]:
-    """Read an image the sandbox wrote, refusing links, devices and decompression bombs."""
+def _open_beneath(root: str, rel: str) -> int:
+    """A read fd for `root/rel`, resolving each component through the last one's handle with
+    O_NOFOLLOW: no symlink, at any depth, can lead out of `root`."""
+    parts = rel.split(os.sep)
+    fd = os.open(root, _DIR_FLAGS)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        for part in parts[:-1]:
+            nxt = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+        return os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                       dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def _load_image(root: str, rel: str, max_pixels: int) -> tuple[Image.Image | None, str]:
+    """Read an image the sandbox wrote, refusing links, devices and decompression bombs. The
+    reasons name no error class: they must not tell a cell what exists on the host."""
+    try:
+        fd = _open_beneath(root, rel)
+    except OSError:
+        return None, "not a regular file inside the working directory"
+    try:
         with os.fdopen(fd, "rb") as f:
             st = os.fstat(f.fileno())
             if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_IMAGE_BYTES:
@@ -89,8 +132,8 @@ def _load_image(path: str, max_pixels: int) -> tuple[Image.Image | None, str]:
         if img.mode not in ("RGB", "RGBA", "L"):
             img = img.convert("RGBA" if "transparency" in img.info or "A" in img.mode else "RGB")
         return img, ""
-    except Exception as e:  # any decoder failure is the sandbox's problem, not ours
-        return None, f"not a readable PNG/JPEG ({type(e).__name__})"
+    except Exception:  # any decoder failure is the sandbox's problem, not ours
+        return None, "not a readable PNG/JPEG"
 
 
 def _save_png(img: Image.Image, path: str) -> None:
@@ -254,16 +297,16 @@ class PythonTool(Tool):
             note = self._ensure_worker()
             worker, scratch = self._box.worker, self._box.scratch
             assert worker is not None and scratch is not None
-            before, _ = _scan(scratch)
             request = {"code": code, "name": f"<cell {len(self._history)}>", "cpu": self._cpu}
             try:
+                before, _ = _scan(scratch)
                 resp = worker.request(request, self.timeout)
                 after, used = _scan(scratch)
                 if used > self._settings["disk_limit"]:
                     raise _Died("disk")
-            except (_Timeout, _Died) as e:
-                why = "time" if isinstance(e, _Timeout) else str(e)
-                why = why if why in ("time", "disk") else worker.crash_reason(e)  # type: ignore
+            except (_Timeout, _Died, _TooManyFiles) as e:
+                why = {_Timeout: "time", _TooManyFiles: "files"}.get(type(e), str(e))
+                why = why if why in ("time", "disk", "files") else worker.crash_reason(e)
                 self._box.kill()
                 return ToolResult(note + self._failure(why))
             worker.history += (code,)
@@ -289,6 +332,8 @@ class PythonTool(Tool):
         elif why == "disk":
             mb = self._settings["disk_limit"] / (1 << 20)
             what = f"files in the working directory exceeded the {mb:g} MB limit"
+        elif why == "files":
+            what = f"the working directory holds more than {_MAX_SCAN} files and folders"
         else:
             what = f"the Python process crashed ({why})"
         return f"Error: {what}; {_RESTORED}"
@@ -316,8 +361,9 @@ class PythonTool(Tool):
         if w is None:
             try:
                 w = box.worker = _Worker(plan, box.scratch, self._uid, self._limits)  # type: ignore
-            except (_Died, OSError) as e:
-                raise ToolCallError(f"the Python sandbox could not start ({e})") from None
+            except (_Died, OSError):  # the details may name host paths: the log gets them
+                logger.warning("python tool: the sandbox could not start", exc_info=True)
+                raise ToolCallError("the Python sandbox could not start; try again") from None
         for cell in self._history[len(w.history):]:
             request = {"code": cell, "name": f"<cell {len(w.history)}>", "silent": True,
                        "cpu": 2 * self._cpu + 1}
@@ -368,7 +414,7 @@ class PythonTool(Tool):
         limit = self._settings["max_images"]
         images, lines = [], []
         for rel in changed[:limit]:
-            img, why = _load_image(os.path.join(scratch, rel), self._settings["max_image_pixels"])
+            img, why = _load_image(scratch, rel, self._settings["max_image_pixels"])
             if img is None:
                 lines.append(f"[image {rel} not returned: {why}]")
             else:
