@@ -314,6 +314,54 @@ def test_cpu_and_disk_limits_roll_back():
         t.close()
 
 
+DAEMON = """
+import os, sys, time
+f = sys._getframe()
+while "_DENIED" not in f.f_globals:
+    f = f.f_back
+f.f_globals["_DENIED"].clear()  # one of the audit hooks' bypasses: they are not the wall
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        while True:
+            with open("beat", "a") as out:
+                out.write("x")
+            time.sleep(0.01)
+    os._exit(0)
+time.sleep(0.2)
+print(len(open("beat").read()) > 0)
+"""
+
+
+def test_processes_a_cell_starts_do_not_outlive_the_call(tool):
+    """A double-forked daemon (after bypassing the hooks) is killed when its call ends, so it
+    cannot burn CPU or write into later calls or episodes."""
+    tool.reset(CTX)
+    assert run(tool, DAEMON).text == "True"
+    code = ("import time\nn = len(open('beat').read())\ntime.sleep(0.3)\n"
+            "print(len(open('beat').read()) - n)")
+    assert run(tool, code).text == "0"
+
+
+def test_too_many_files_cannot_hide_bytes_from_the_disk_limit(monkeypatch):
+    """The scan used to stop after 5,000 entries: files past them were not counted. Now more
+    entries than the scan reads is itself a failure, rolled back."""
+    from axpo_env.tools import python
+
+    monkeypatch.setattr(python, "_MAX_SCAN", 100)
+    t = PythonTool(timeout=10, disk_limit=1 << 20, isolation="rlimits")
+    try:
+        t.reset(CTX)
+        run(t, "x = 1")
+        code = ("for i in range(150):\n    open(f'e{i}', 'w').close()\n"
+                "open('zz.bin', 'wb').write(b'x' * (2 << 20))")
+        res = run(t, code)
+        assert "more than 100 files" in res.text and "restored" in res.text
+        assert run(t, "import os\nprint(x, len(os.listdir('.')))").text == "1 1"
+    finally:
+        t.close()
+
+
 def test_tracebacks_and_syntax_errors(tool):
     tool.reset(CTX)
     res = run(tool, "def f():\n    return 1 / 0\nf()")
