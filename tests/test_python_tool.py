@@ -503,3 +503,23 @@ def test_python_installed_under_tmp_stays_visible_in_the_sandbox(monkeypatch):
         bind = argv.index("/tmp/ci/checkout/.venv")
         assert argv[bind - 1] == "--ro-bind" and bind > tmpfs
         assert "/usr" not in argv[tmpfs:]  # only what the tmpfs hides is bound again
+
+
+def test_scratch_dirs_of_killed_processes_are_removed_at_the_next_start(tmp_path):
+    import subprocess
+    import sys
+
+    gone = subprocess.Popen([sys.executable, "-c", ""])
+    gone.wait()
+    dead = tmp_path / f"axpo-py-{gone.pid}-x1y2z3"
+    live = tmp_path / f"axpo-py-{os.getppid()}-abc"
+    other = tmp_path / "axpo-py-notours"
+    for d in (dead, live, other):
+        (d / "sub").mkdir(parents=True)
+    t = PythonTool(timeout=5, isolation="rlimits", scratch_root=str(tmp_path))
+    try:
+        assert run(t, "print(1)").text == "1"
+        assert not dead.exists() and live.exists() and other.exists()
+        assert os.path.basename(t._box.scratch).startswith(f"axpo-py-{os.getpid()}-")
+    finally:
+        t.close()

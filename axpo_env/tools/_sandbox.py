@@ -12,6 +12,7 @@ import itertools
 import json
 import os
 import queue
+import re
 import select
 import shutil
 import signal
@@ -181,9 +182,38 @@ _PLAN_LOCK = threading.Lock()
 _PROBE_LIMITS = {"memory": 1 << 30, "fsize": 1 << 20, "nproc": 64, "max_output": 100}
 
 
+_SCRATCH = re.compile(r"axpo-py-(?:probe-)?(\d+)-[a-z0-9_]+")
+_SWEPT: set[tuple[int, str]] = set()
+
+
+def _new_scratch(parent: str | None, kind: str = "") -> str:
+    """A fresh scratch dir named with our pid. The first one made in a dir per process first
+    removes those whose process is gone (killed runs cannot clean up after themselves)."""
+    parent = parent or tempfile.gettempdir()
+    if (os.getpid(), parent) not in _SWEPT:
+        _SWEPT.add((os.getpid(), parent))
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(parent):
+                m = _SCRATCH.fullmatch(entry.name)
+                if m and entry.is_dir(follow_symlinks=False) and not _alive(int(m.group(1))):
+                    _rmtree(entry.path)
+    return os.path.realpath(tempfile.mkdtemp(prefix=f"axpo-py-{kind}{os.getpid()}-",
+                                             dir=parent))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
 def _probe(plan: _Plan) -> str | None:
     """Start a worker with `plan` and run one cell; the error, or None when it works."""
-    scratch = os.path.realpath(tempfile.mkdtemp(prefix="axpo-py-probe-"))
+    scratch = _new_scratch(None, "probe-")
     uid = _new_uid() if plan.drop else None
     try:
         if uid is not None:

@@ -17,7 +17,6 @@ import math
 import os
 import shutil
 import stat
-import tempfile
 import threading
 import weakref
 from concurrent.futures import Future
@@ -26,7 +25,15 @@ from typing import Any
 from PIL import Image
 
 from axpo_env.errors import AxpoError, SnapshotError, ToolCallError
-from axpo_env.tools._sandbox import _Died, _new_uid, _resolve_plan, _rmtree, _Timeout, _Worker
+from axpo_env.tools._sandbox import (
+    _Died,
+    _new_scratch,
+    _new_uid,
+    _resolve_plan,
+    _rmtree,
+    _Timeout,
+    _Worker,
+)
 from axpo_env.tools.base import Tool, ToolContext, ToolResult
 
 logger = logging.getLogger(__name__)
@@ -403,8 +410,7 @@ class PythonTool(Tool):
         """Empty the scratch dir (making it on first use) and write the task images into it."""
         box = self._box
         if box.scratch is None:
-            box.scratch = os.path.realpath(
-                tempfile.mkdtemp(prefix="axpo-py-", dir=self._settings["scratch_root"]))
+            box.scratch = _new_scratch(self._settings["scratch_root"])
         _write_scratch(box.scratch, self._images, self._uid)
         self._stale = False
 
