@@ -523,3 +523,30 @@ def test_scratch_dirs_of_killed_processes_are_removed_at_the_next_start(tmp_path
         assert os.path.basename(t._box.scratch).startswith(f"axpo-py-{os.getpid()}-")
     finally:
         t.close()
+
+
+NONDETERMINISTIC = ("import time, os, uuid, random, secrets, datetime\nimport numpy as np\n"
+                    "t = time.time(); u = os.urandom(8).hex(); g = str(uuid.uuid4())\n"
+                    "r = random.Random().random(); s = secrets.token_hex(4)\n"
+                    "d = datetime.datetime.now().isoformat(); n = np.random.default_rng().random()")
+
+
+def test_restore_of_a_diverged_session_is_exact_for_entropy_and_clocks(tool):
+    """Clock, entropy and uuid values a cell read come back the same after a diverged restore,
+    because they are functions of the episode seed and the cell; another seed differs."""
+    ctx = ToolContext(images=CTX.images, seed=5)
+    show = "print(t, u, g, r, s, d, n)"
+    tool.reset(ctx)
+    tool({"code": NONDETERMINISTIC}, ctx)
+    snap = tool.snapshot()
+    first = tool({"code": show}, ctx).text
+    tool({"code": "t = u = g = r = s = d = n = None\nimport time\nprint(time.time())"}, ctx)
+    tool.restore(snap)
+    assert tool({"code": show}, ctx).text == first
+    other = ToolContext(images=CTX.images, seed=6)
+    tool.reset(other)
+    tool({"code": NONDETERMINISTIC}, other)
+    assert tool({"code": show}, other).text != first
+    tool.reset(ctx)
+    later = run(tool, "import time\nt0 = time.time()\nprint(time.time() > t0 > 1.7e9)")
+    assert later.text == "True"

@@ -226,6 +226,8 @@ def _start(cfg: dict) -> None:
     os.chdir(cfg["scratch"])
     import random
 
+    _install_deterministic_sources()
+    _seed_cell(None)
     random.seed(0)
     try:
         import numpy
@@ -257,6 +259,85 @@ def _start(cfg: dict) -> None:
     _install_audit_hook(cfg["scratch"], bool(cfg.get("confined")))
 
 
+# ---------------------------------------------------------------------------------------------
+# Deterministic sources: a restore replays the session's cells into a fresh interpreter, so what
+# a cell reads from entropy or the wall clock must be a function of (episode seed, cell index).
+# Covered: os.urandom, random.SystemRandom/secrets, random.Random() and random.seed() without a
+# seed, uuid.uuid4, numpy's default_rng(), time.time/time_ns and what uses it without an
+# argument (localtime, gmtime, ctime, asctime, strftime), datetime's now/utcnow/today; the hash
+# seed is fixed. Not covered: monotonic and perf_counter (durations stay real), object ids.
+
+_EPOCH_NS = 1_767_225_600 * 10**9  # 2026-01-01 UTC: cell i of an episode starts i minutes later
+_TICK_NS = 1_000_000  # each reading of the wall clock advances it by 1 ms
+_entropy: list = []  # [random.Random, clock ns], per cell
+
+
+def _install_deterministic_sources() -> None:
+    import datetime
+    import random
+    import time
+
+    def urandom(size: int) -> bytes:
+        if not isinstance(size, int):
+            raise TypeError(f"'{type(size).__name__}' object cannot be interpreted as an integer")
+        if size < 0:
+            raise ValueError("negative argument not allowed")
+        return _entropy[0].randbytes(size) if _entropy else b"\0" * size
+
+    def time_ns() -> int:
+        _entropy[1] += _TICK_NS
+        return _entropy[1]
+
+    def now() -> float:
+        return time_ns() / 1e9
+
+    seed = random.Random.seed
+
+    def seeded(self: random.Random, a: object = None, version: int = 2) -> None:
+        seed(self, _entropy[0].getrandbits(128) if a is None and _entropy else a, version)
+
+    os.urandom = random._urandom = urandom  # type: ignore[attr-defined]
+    random.Random.seed = seeded  # type: ignore[method-assign]
+    time.time, time.time_ns = now, time_ns
+    for name in ("localtime", "gmtime", "ctime"):
+        real = getattr(time, name)
+        setattr(time, name, lambda secs=None, real=real: real(now() if secs is None else secs))
+    real_asctime, real_strftime = time.asctime, time.strftime
+    time.asctime = lambda t=None: real_asctime(time.localtime() if t is None else t)
+    time.strftime = lambda fmt, t=None: real_strftime(fmt, time.localtime() if t is None else t)
+
+    class Date(datetime.date):
+        @classmethod
+        def today(cls) -> Date:
+            return cls.fromtimestamp(now())
+
+    class DateTime(datetime.datetime):
+        @classmethod
+        def now(cls, tz: datetime.tzinfo | None = None) -> DateTime:
+            return cls.fromtimestamp(now(), tz)
+
+        @classmethod
+        def utcnow(cls) -> DateTime:
+            return cls.fromtimestamp(now(), datetime.timezone.utc).replace(tzinfo=None)
+
+        @classmethod
+        def today(cls) -> DateTime:
+            return cls.fromtimestamp(now())
+
+    for cls, base in ((Date, datetime.date), (DateTime, datetime.datetime)):
+        cls.__name__, cls.__qualname__, cls.__module__ = base.__name__, base.__qualname__, \
+            "datetime"
+    datetime.date, datetime.datetime = Date, DateTime  # type: ignore[misc]
+
+
+def _seed_cell(entropy: list | None) -> None:
+    """Entropy and wall clock for the cell `entropy = [episode seed, cell index]`."""
+    import random
+
+    seed, cell = entropy if isinstance(entropy, list) and len(entropy) == 2 else (0, 0)
+    _entropy[:] = [random.Random(f"axpo:{seed}:{cell}"), _EPOCH_NS + int(cell) * 60 * 10**9]
+
+
 def _set_cpu_budget(seconds: int) -> None:
     """RLIMIT_CPU counts the process's whole life: move the soft limit to now + budget."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -286,6 +367,7 @@ def _run_cell(ns: dict, req: dict, limit: int) -> dict:
     out, err = _Capped(0 if req.get("silent") else limit), _Capped(limit)
     name, code = req["name"], req["code"]
     sys.stdout, sys.stderr = out, err
+    _seed_cell(req.get("entropy"))
     _set_cpu_budget(req["cpu"])
     try:
         tree = ast.parse(code, name, "exec")

@@ -239,7 +239,7 @@ class PythonTool(Tool):
         self._finalizer = weakref.finalize(self, self._box.close)  # also runs at exit
         self._history: tuple[str, ...] = ()
         self._images: tuple[Image.Image, ...] = ()
-        self._stale, self._was_reset, self._uid = True, False, None
+        self._stale, self._was_reset, self._uid, self._seed = True, False, None, 0
 
     @property
     def schema(self) -> dict[str, Any]:
@@ -301,10 +301,12 @@ class PythonTool(Tool):
         with self._lock:
             if not self._was_reset:
                 self.reset(ctx)
+            self._seed = int(ctx.seed or 0)  # the episode's: entropy and clocks derive from it
             note = self._ensure_worker()
             worker, scratch = self._box.worker, self._box.scratch
             assert worker is not None and scratch is not None
-            request = {"code": code, "name": f"<cell {len(self._history)}>", "cpu": self._cpu}
+            request = {"code": code, "name": f"<cell {len(self._history)}>", "cpu": self._cpu,
+                       "entropy": [self._seed, len(self._history)]}
             try:
                 before, _ = _scan(scratch)
                 resp = worker.request(request, self.timeout)
@@ -373,7 +375,7 @@ class PythonTool(Tool):
                 raise ToolCallError("the Python sandbox could not start; try again") from None
         for cell in self._history[len(w.history):]:
             request = {"code": cell, "name": f"<cell {len(w.history)}>", "silent": True,
-                       "cpu": 2 * self._cpu + 1}
+                       "cpu": 2 * self._cpu + 1, "entropy": [self._seed, len(w.history)]}
             try:
                 w.request(request, 2 * self.timeout + 1)
             except (_Died, _Timeout):
