@@ -205,6 +205,7 @@ def _start(cfg: dict) -> None:
     uid = cfg.get("uid")
     if cfg.get("confine"):
         _confine(cfg["confine"])
+    os.chdir(cfg["scratch"])  # before the uid switch: a spare's dir is not its uid's yet
     if uid is not None:  # started as root: become an unprivileged uid of our own
         os.setgroups([])
         os.setgid(uid)
@@ -223,7 +224,6 @@ def _start(cfg: dict) -> None:
         os._exit(0)  # the host died before we could watch it
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path[:] = [p for p in sys.path if p and os.path.abspath(p) != here]
-    os.chdir(cfg["scratch"])
     import random
 
     _install_deterministic_sources()

@@ -143,23 +143,27 @@ def _load_image(root: str, rel: str, max_pixels: int) -> tuple[Image.Image | Non
         return None, "not a readable PNG/JPEG"
 
 
-def _save_png(img: Image.Image, path: str) -> None:
+def _encode_png(img: Image.Image) -> bytes:
     if img.mode not in ("1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"):
         img = img.convert("RGB")
-    img.save(path, format="PNG", compress_level=1)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
 
 
-def _write_scratch(scratch: str, images: tuple[Image.Image, ...], uid: int | None) -> None:
-    """Empty the scratch dir and write the task images into it, owned by the worker's uid."""
+def _write_scratch(scratch: str, pngs: list[bytes], uid: int | None) -> None:
+    """Empty the scratch dir and write the task images (PNG bytes) into it, owned by the
+    worker's uid."""
     for entry in os.scandir(scratch):
         if entry.is_dir(follow_symlinks=False):
             _rmtree(entry.path)
         else:
             os.unlink(entry.path)
     paths = [scratch]
-    for i, img in enumerate(images):
+    for i, data in enumerate(pngs):
         paths.append(os.path.join(scratch, f"image_{i}.png"))
-        _save_png(img, paths[-1])
+        with open(paths[-1], "wb") as f:
+            f.write(data)
     if uid is not None:  # the worker runs as this uid: give it its files
         for path in paths:
             os.chown(path, uid, uid)
@@ -240,6 +244,8 @@ class PythonTool(Tool):
         self._history: tuple[str, ...] = ()
         self._images: tuple[Image.Image, ...] = ()
         self._stale, self._was_reset, self._uid, self._seed = True, False, None, 0
+        self._pngs: tuple[tuple, list[bytes]] = ((), [])  # the task images, encoded once
+        self._keep_spare = False
 
     @property
     def schema(self) -> dict[str, Any]:
@@ -286,6 +292,10 @@ class PythonTool(Tool):
             raise SnapshotError("a PythonTool state is a tuple of code strings (from snapshot())")
         with self._lock:
             self._history = tuple(state)
+            w = self._box.worker
+            if w is not None and w.used and w.history != self._history[: len(w.history)]:
+                self._keep_spare = True  # branching: from now on keep one spare ready
+                self._start_spare()  # while the policy generates, not at the next call
 
     def close(self) -> None:
         with self._lock:
@@ -323,6 +333,8 @@ class PythonTool(Tool):
             images, lines = self._collect(scratch, before, after)
             if self.fresh_worker_per_call:
                 self._box.kill()
+            elif self._keep_spare:
+                self._start_spare()  # for the next branch, while this one goes on
         limit = self._limits["max_output"]  # again here: a cell can forge its own reply frame
         out, err = _capped(resp.get("out"), limit), _capped(resp.get("err"), limit)
         parts = [p for p in (note.strip(), out.rstrip("\n"), err.rstrip("\n")) if p]
@@ -359,9 +371,9 @@ class PythonTool(Tool):
         if w is None and box.pending is not None:
             pending, box.pending = box.pending, None
             with contextlib.suppress(_Died, OSError):
-                w, prepared_for = pending.result()
+                w, prepared_for, self._uid = pending.result()
                 box.worker = w
-                self._stale = self._stale and prepared_for is not self._images
+                self._stale = prepared_for is not self._images
         plan = _resolve_plan(self.isolation)
         if plan.drop and self._uid is None:
             self._uid = _new_uid()
@@ -390,30 +402,55 @@ class PythonTool(Tool):
     def _prestart(self) -> None:
         """Write the new episode's scratch dir and start its worker in the background: by the
         time the agent's first call arrives (after the policy has generated), both are ready.
-        The future gives (worker, the images it prepared the scratch dir for)."""
+        The future gives (worker, the images it prepared the scratch dir for, its uid)."""
         box = self._box
         if self.fresh_worker_per_call or box.scratch is None or box.pending is not None:
             return
-        plan, uid, limits, images = _resolve_plan(self.isolation), self._uid, self._limits, \
-            self._images
+        images, uid = self._images, self._uid
+
+        def start() -> _Worker:
+            _write_scratch(box.scratch, [_encode_png(im) for im in images], uid)  # type: ignore
+            return _Worker(_resolve_plan(self.isolation), box.scratch, uid, self._limits)  # type: ignore
+
+        self._start_in_background(start, images, uid)
+
+    def _start_spare(self) -> None:
+        """Start a worker in the background for a diverged restore, so rebuilding the session
+        costs a replay, not an interpreter start. It leaves the scratch dir to the live worker
+        (adopting it rewrites the dir) and has a uid of its own: the live worker's kill(-1)
+        after each cell must not reach it. At most one waits per tool, and only in tools
+        that have restored a diverged session (AXPO's branching)."""
+        box = self._box
+        if self.fresh_worker_per_call or box.scratch is None or box.pending is not None:
+            return
+        plan = _resolve_plan(self.isolation)
+        uid = _new_uid() if plan.drop else None
+
+        def start() -> _Worker:  # the dir is not its uid's yet: adoption chowns it
+            return _Worker(plan, box.scratch, uid, self._limits, check_writable=False)  # type: ignore
+
+        self._start_in_background(start, None, uid)
+
+    def _start_in_background(self, start: Any, images: tuple | None, uid: int | None) -> None:
         future: Future = Future()
 
-        def start() -> None:
+        def run() -> None:
             try:
-                _write_scratch(box.scratch, images, uid)  # type: ignore[arg-type]
-                future.set_result((_Worker(plan, box.scratch, uid, limits), images))  # type: ignore
+                future.set_result((start(), images, uid))
             except BaseException as e:  # handed to whoever adopts the worker
                 future.set_exception(e)
 
-        threading.Thread(target=start, name="axpo-py-prestart", daemon=True).start()
-        box.pending = future
+        threading.Thread(target=run, name="axpo-py-prestart", daemon=True).start()
+        self._box.pending = future
 
     def _prepare_scratch(self) -> None:
         """Empty the scratch dir (making it on first use) and write the task images into it."""
         box = self._box
         if box.scratch is None:
             box.scratch = _new_scratch(self._settings["scratch_root"])
-        _write_scratch(box.scratch, self._images, self._uid)
+        if self._pngs[0] is not self._images:
+            self._pngs = (self._images, [_encode_png(im) for im in self._images])
+        _write_scratch(box.scratch, self._pngs[1], self._uid)
         self._stale = False
 
     def _collect(self, scratch: str, before: dict, after: dict) -> tuple[list, list[str]]:
