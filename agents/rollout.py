@@ -16,6 +16,7 @@ from typing import Any
 import gymnasium as gym
 from tqdm.auto import tqdm
 
+from agents.actions import ActionSpan, find_action
 from agents.hf import HFPolicy, TokenPrompt
 from agents.policy import Completion, Policy, SamplingParams
 from axpo_env import EnvSnapshot
@@ -36,6 +37,7 @@ class Turn:
     truncated: bool = False
     info: dict[str, Any] = field(default_factory=dict)
     tool_result: list[dict[str, Any]] = field(default_factory=list)  # messages the env replied
+    action: ActionSpan | None = None  # where the turn's tool call / answer sits in its ids
 
     @property
     def generated_start(self) -> int:
@@ -251,8 +253,10 @@ def _advance(ep: _Episode, completion: Completion, policy: HFPolicy) -> bool:
         _finish(ep, ep.prompt.extend(completion.token_ids))
         return False
     reply = obs["messages"][n_messages + 1:]
+    action = None if isinstance(policy, _ConversationMode) else find_action(
+        completion.text, completion.token_ids, policy.tokenizer)
     traj.turns.append(Turn(snapshot, start, ep.pending_env_ids, completion, float(reward),
-                           terminated, truncated, info, reply))
+                           terminated, truncated, info, reply, action))
     traj.reward, traj.info = float(reward), info
     if terminated or truncated:
         _finish(ep, ep.prompt.extend(completion.token_ids))
@@ -316,7 +320,8 @@ def _join(kept: Completion, rest: Completion, policy: HFPolicy) -> Completion:
 
 def _copy_turn(turn: Turn) -> Turn:
     return Turn(turn.snapshot, turn.start, list(turn.env_ids), turn.completion, turn.reward,
-                turn.terminated, turn.truncated, dict(turn.info), list(turn.tool_result))
+                turn.terminated, turn.truncated, dict(turn.info), list(turn.tool_result),
+                turn.action)
 
 
 def _turn_seed(sampling: SamplingParams, step: int) -> SamplingParams:

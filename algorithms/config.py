@@ -214,6 +214,11 @@ class GRPOConfig(_Config):
         "recommends it: the std scaling biases toward too-easy and too-hard tasks). true/false are "
         "accepted as in TRL and mean 'group'/'none'.", "training",
         aliases={"true": "group", "false": "none"})
+    tool_reward: float = _field(
+        0.0, "Added to the reward of every rollout that called a tool, right or wrong: > 0 is "
+        "the 'GRPO + tool bonus' recipe and < 0 'GRPO + tool penalty' of the AXPO paper's Table "
+        "3 (their values are not reported; 0.1 / -0.1 are a reasonable start). 0: the task's "
+        "reward alone.", "training")
     mask_truncated_completions: bool = _field(
         False, "Leave truncated rollouts (out of turns or tokens, never answered) out of the loss. "
         "False as in TRL, so an agent that never answers is penalized; DAPO recommends True for "
@@ -277,46 +282,75 @@ class GRPOConfig(_Config):
 class AXPOConfig(GRPOConfig):
     """Configuration of AXPO (`Trainer(algorithm="axpo")`): GRPO plus explorative resampling.
 
-    In each group whose tool-using rollouts are all wrong, AXPO picks thinking prefixes that end
-    right before a tool call by the policy's uncertainty, restores the environment there and
-    resamples the tool call and everything after it; the resamples join the group ("Agent
-    Explorative Policy Optimization for Multimodal Agentic Reasoning", 2026). All GRPO
-    parameters apply.
+    "Agent Explorative Policy Optimization for Multimodal Agentic Reasoning" (AXPO, 2026). In each
+    group whose tool-using rollouts are all wrong, AXPO keeps a failed rollout's ids through the
+    opening `<tool_call>` of its first call, restores the environment there and resamples the
+    call and everything after it (K = `resamples_per_prefix` times). Sources are ranked least
+    confident first by the mean probability of their tool-call span; the step's extra budget is
+    `resample_ratio` of its rollouts, in whole blocks of K, breadth-first across questions. The
+    resamples form their own advantage group (Eq. 2) trained on their continuations; the source's
+    reward is replaced by the recovery indicator (Eq. 3) in its group and that advantage trains
+    its prefix only (Eq. 4). The switches below turn each part off (the paper's Table 2
+    ablations) or swap the exploration for ARPO's (Table 3). All GRPO parameters apply; the clip
+    and KL defaults are the paper's (Eq. 6).
     """
 
     output_dir: str = _field(
         "runs/axpo", "Where checkpoints, config.json and logs go.", "logging")
-    resample_budget: int = _field(
-        8, "Resampled rollouts a step may spend in total, over all its all-wrong groups; 0 "
-        "turns AXPO into GRPO. The AXPO paper resamples where the policy is uncertain instead "
-        "of everywhere, reaching brute-force exploration's gains at about a quarter of its "
-        "compute; 8 adds 12.5% to the default 64 rollouts of a step.", "axpo")
+    epsilon_high: float | None = _field(
+        0.4, "Upper clip range (1 + epsilon_high). 0.4: the AXPO paper's Eq. 6 (DAPO-style "
+        "clip-higher with epsilon_low = 0.2).", "training")
+    beta: float = _field(
+        1e-3, "KL coefficient to the initial (SFT) policy. 1e-3: the AXPO paper's Eq. 6.",
+        "training")
+    resample_ratio: float = _field(
+        0.25, "Extra rollouts a step may spend, as a share of its rollouts (r in the AXPO paper: "
+        "0.25, so 64 rollouts buy 16 resamples = 4 blocks of K = 4). Whole blocks only, rounded "
+        "down; unused budget is not carried to the next step. 0 turns AXPO into GRPO.", "axpo")
     resamples_per_prefix: int = _field(
-        4, "Rollouts resampled from each chosen prefix (a partial count when the budget runs "
-        "out). Several, so the new tool calls differ from each other and from the wrong one.",
-        "axpo")
-    prefixes_per_group: int = _field(
-        1, "Prefixes chosen per all-wrong group. 1 puts the budget on the most uncertain point "
-        "and lets it reach more groups.", "axpo")
-    uncertainty: Literal["thinking_entropy", "call_entropy"] = _field(
-        "thinking_entropy", "How a prefix's uncertainty is measured: 'thinking_entropy' is the "
-        "mean token entropy over the thinking before the tool call; 'call_entropy' the entropy at "
-        "the tool call's first token.", "axpo")
-    branch_point: Literal["uncertainty", "random", "first_call"] = _field(
-        "uncertainty", "Where to branch: 'uncertainty' (AXPO); 'random' and 'first_call' (each "
-        "rollout's first tool call) are the ablation baselines.", "axpo")
-    selection: Literal["argmax", "sample"] = _field(
-        "argmax", "With branch_point='uncertainty': take the most uncertain prefixes ('argmax') "
-        "or sample them with softmax(uncertainty) weights ('sample').", "axpo")
+        4, "K: continuations resampled from each selected prefix; they form their own advantage "
+        "group (Eq. 2). 4 as in the AXPO paper.", "axpo")
+    ranking: Literal["uncertainty", "random"] = _field(
+        "uncertainty", "Which failed rollouts become sources: 'uncertainty' ranks them least "
+        "confident first by the mean probability of the sampled tokens of their tool-call span "
+        "(<tool_call> ... </tool_call>; the AXPO paper); 'random' is the paper's ablation "
+        "'without uncertainty ranking'.", "axpo")
+    prefix_fix: bool = _field(
+        True, "Keep the source's ids through the opening <tool_call> and resample from there. "
+        "False is the paper's ablation 'without prefix fix': the K resamples start from the "
+        "question (a fresh episode), and no prefix credit is given.", "axpo")
+    resample_subgroup: Literal["tool", "no_tool"] = _field(
+        "tool", "Which all-wrong subgroup triggers resampling: 'tool' (AXPO) or 'no_tool', the "
+        "paper's ablation 'resampling no-tool rollouts instead' (prefixes then end at the "
+        "opening <answer> tag and are ranked by the answer span).", "axpo")
+    prefix_credit: bool = _field(
+        True, "Train the source's prefix with the recovery reward (Eq. 3-4) and mask its failed "
+        "continuation. False is the paper's ablation 'without prefix credit': the source is "
+        "trained as an ordinary rollout with its own reward.", "axpo")
+    separate_advantage_group: bool = _field(
+        True, "Normalize the K resamples among themselves (Eq. 2). False is the paper's ablation "
+        "'without the separate advantage group': resamples join their question's group and "
+        "everyone in it is normalized together.", "axpo")
+    exploration: Literal["axpo", "arpo"] = _field(
+        "axpo", "'axpo', or 'arpo': the ARPO baseline of the paper's Table 3 (Dong et al., 2025, "
+        "arXiv 2507.19849, 'entropy-based adaptive rollout'): branch any rollout at the turn "
+        "after a tool result where the entropy of the first `arpo_window` generated tokens rose "
+        "most over the rollout's first turn (only rises count), resample from the start of that "
+        "turn with the same budget, and normalize the branches with their group (ARPO's soft "
+        "advantage attribution).", "axpo")
+    arpo_window: int = _field(
+        20, "ARPO: the first k generated tokens of a turn whose mean entropy measures its "
+        "uncertainty (k in ARPO's entropy-based adaptive rollout; 20 is our choice, ARPO's value "
+        "is not in what we could read).", "axpo")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check(self.resample_budget >= 0,
-               f"resample_budget must be >= 0 (0 disables resampling), got {self.resample_budget}")
-        _check(self.resamples_per_prefix >= 1,
-               f"resamples_per_prefix must be >= 1, got {self.resamples_per_prefix}")
-        _check(self.prefixes_per_group >= 1,
-               f"prefixes_per_group must be >= 1, got {self.prefixes_per_group}")
+        _check(0 <= self.resample_ratio <= 4,
+               f"resample_ratio must be in [0, 4] (0 disables resampling), got "
+               f"{self.resample_ratio}")
+        _check(self.resamples_per_prefix >= 2, "resamples_per_prefix must be >= 2: the "
+               f"resamples are normalized as a group (got {self.resamples_per_prefix})")
+        _check(self.arpo_window >= 1, f"arpo_window must be >= 1, got {self.arpo_window}")
 
 
 @_document

@@ -41,13 +41,17 @@ def groups(rollouts: Iterable[Rollout]) -> dict[str, list[Rollout]]:
 
 
 def thinking_acting_gap(rollouts: Sequence[Rollout]) -> dict[str, Any]:
-    """Tool-use rate, accuracy with and without tools, and the share of groups whose
-    tool-using subgroup is all wrong (among groups that have a tool-using subgroup)."""
+    """Tool-use rate, accuracy with and without tools, and the paper's all-wrong rates (Sec.
+    2.2, Fig. 3): the share of groups whose tool-using subgroup is all wrong, among groups that
+    have one, and the same for the no-tool subgroup."""
     by_task = groups(rollouts)
     tool_users = [r for r in rollouts if r.used_tool]
     no_tool = [r for r in rollouts if not r.used_tool]
     with_tools = [g for g in by_task.values() if any(r.used_tool for r in g)]
     all_wrong = [g for g in with_tools if not any(r.correct for r in g if r.used_tool)]
+    without_tools = [g for g in by_task.values() if any(not r.used_tool for r in g)]
+    all_wrong_no_tool = [g for g in without_tools
+                         if not any(r.correct for r in g if not r.used_tool)]
     return {
         "rollouts": len(rollouts),
         "groups": len(by_task),
@@ -57,6 +61,9 @@ def thinking_acting_gap(rollouts: Sequence[Rollout]) -> dict[str, Any]:
         "accuracy_without_tools": _mean(r.correct for r in no_tool),
         "groups_with_tool_use": len(with_tools),
         "all_wrong_tool_subgroup_share": len(all_wrong) / len(with_tools) if with_tools else 0.0,
+        "groups_with_no_tool_use": len(without_tools),
+        "all_wrong_no_tool_subgroup_share": (len(all_wrong_no_tool) / len(without_tools)
+                                             if without_tools else 0.0),
     }
 
 

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 
 CHECKPOINT_PREFIX = "checkpoint-"
+RL_PLOT_KEYS = ("reward", "accuracy", "tool_use_rate", "all_wrong_tool_subgroup_share",
+                "all_wrong_no_tool_subgroup_share", "axpo/recovery_rate")
 _TMP_PREFIX = ".tmp-"
 T = TypeVar("T")
 
@@ -28,7 +30,6 @@ T = TypeVar("T")
 class CheckpointError(RuntimeError):
     """A checkpoint folder that cannot be loaded as it was saved (missing, truncated or
     mismatched files); the message names the folder and the file."""
-RL_PLOT_KEYS = ("reward", "accuracy", "tool_use_rate", "all_wrong_tool_subgroup_share")
 
 
 def write_checkpoint(accelerator: Any, output_dir: Path, step: int,

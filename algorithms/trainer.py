@@ -33,7 +33,8 @@ from agents.policy import SamplingParams
 from agents.rollout import Trajectory, rollout
 from algorithms import axpo
 from algorithms.config import AXPOConfig, GRPOConfig
-from algorithms.loss import group_advantages, policy_loss
+from algorithms.grpo import TrainBatch, grpo_batch
+from algorithms.loss import policy_loss
 from algorithms.metrics import pass_at_k, thinking_acting_gap
 from algorithms.outputs import (
     RL_PLOT_KEYS,
@@ -146,12 +147,14 @@ class Trainer:
         metrics = rollout_metrics(groups, cfg.num_generations)
         metrics["rollout_time"] = (t1 := time.perf_counter()) - t0
         if self.algorithm == "axpo":
-            resamples, stats = axpo.explore(groups, self.policy, cfg.env_id, cfg, sampling,
-                                            self.rng, env_kwargs=self.env_kwargs)
-            groups = [g + r for g, r in zip(groups, resamples)]
+            branches, stats = axpo.explore(groups, self.policy, cfg.env_id, cfg, sampling,
+                                           self.rng, env_kwargs=self.env_kwargs)
+            batch = axpo.axpo_batch(groups, branches, cfg)
             metrics.update(stats)
+        else:
+            batch = grpo_batch(groups, cfg)
         metrics["explore_time"] = (t2 := time.perf_counter()) - t1
-        metrics.update(self.update(groups))
+        metrics.update(self.update(batch))
         metrics["update_time"] = time.perf_counter() - t2
         self.step += 1
         metrics["step_time"] = time.perf_counter() - t0
@@ -161,41 +164,37 @@ class Trainer:
 
     # -------------------------------------------------------------------------------- update
 
-    def update(self, groups: Sequence[Sequence[Trajectory]]) -> dict[str, float]:
-        """Group-normalized advantages, then `num_iterations` passes of the clipped loss."""
+    def update(self, batch: TrainBatch) -> dict[str, float]:
+        """`num_iterations` passes of the clipped loss over the batch's rows, each row with its
+        own per-token advantages and mask (GRPO: one advantage a rollout; AXPO: two streams)."""
         cfg = self.config
-        batch = [(g, t) for g, group in enumerate(groups) for t in group
-                 if t.error is None and t.prompt is not None and any(t.train_mask)]
-        if not batch:
+        samples = batch.samples
+        if not samples:
             return {"loss": 0.0, "trained_rollouts": 0.0}
-        rewards = torch.tensor([t.reward for _, t in batch], dtype=torch.float32)
-        advantages = group_advantages(rewards, [g for g, _ in batch], cfg.scale_rewards)
-        trajectories = [t for _, t in batch]
-        masks = [self._mask(t) for t in trajectories]
-        old = [self._logprobs([t])[0].detach() for t in trajectories] \
+        old = [self._logprobs([s.trajectory], grad=False)[0] for s in samples] \
             if cfg.num_iterations > 1 else None
-        ref = [self._logprobs([t], self.reference)[0].detach() for t in trajectories] \
+        ref = [self._logprobs([s.trajectory], self.reference)[0].detach() for s in samples] \
             if self.reference is not None else None
         stats: dict[str, list[float]] = {}
         model = self.model
         model.train()
-        total_tokens = sum(int(m.sum()) for m in masks)
-        # One optimizer update per iteration over all of the step's rollouts: gradients are
-        # accumulated one rollout at a time (DDP syncs only on the last backward).
+        # One optimizer update per iteration over all of the step's rows: gradients are
+        # accumulated one rollout at a time (DDP syncs only on the last backward). The
+        # normalizers count the step's own rollouts, so added resample rows do not dilute them.
         for _ in range(cfg.num_iterations):
-            for i, t in enumerate(trajectories):
-                last = i == len(trajectories) - 1
+            for i, s in enumerate(samples):
+                last = i == len(samples) - 1
                 with contextlib.nullcontext() if last else self.accelerator.no_sync(model):
-                    logp = self._logprobs([t])[0]
+                    logp = self._logprobs([s.trajectory])[0]
                     loss, info = policy_loss(
                         logp[None], (old[i] if old else logp.detach())[None],
-                        advantages[i:i + 1], masks[i][None], epsilon=cfg.epsilon,
+                        s.advantages[None], s.mask[None], epsilon=cfg.epsilon,
                         epsilon_high=cfg.epsilon_high, loss_type=cfg.loss_type,
                         max_completion_length=cfg.max_completion_length,
                         ref_logprobs=ref[i][None] if ref else None, beta=cfg.beta,
-                        num_items_in_batch=total_tokens if cfg.loss_type == "dapo" else None)
+                        num_items_in_batch=batch.num_tokens if cfg.loss_type == "dapo" else None)
                     if cfg.loss_type != "dapo":  # dapo is already divided by all tokens
-                        loss = loss / len(trajectories)
+                        loss = loss / batch.num_sequences
                     self.accelerator.backward(loss)
                 stats.setdefault("loss", []).append(loss.item())
                 for key, value in info.items():
@@ -207,23 +206,17 @@ class Trainer:
             self.optimizer.zero_grad()
         model.eval()
         out = {k: float(np.mean(v)) for k, v in stats.items()}
-        out["trained_rollouts"] = float(len(trajectories))
-        out["trained_tokens"] = float(total_tokens)
+        out["trained_rollouts"] = float(len(samples))
+        out["trained_tokens"] = float(sum(int(s.mask.sum()) for s in samples))
         out["learning_rate"] = float(self.scheduler.get_last_lr()[0])
         return out
 
-    def _mask(self, t: Trajectory) -> torch.Tensor:
-        mask = torch.tensor(t.train_mask[1:], dtype=torch.float32)  # position t predicts id t+1
-        if self.config.mask_truncated_completions and any(
-                turn.completion.finish_reason == "length" for turn in t.turns):
-            mask.zero_()
-        return mask
-
-    def _logprobs(self, trajectories: Sequence[Trajectory], model: Any = None) -> torch.Tensor:
+    def _logprobs(self, trajectories: Sequence[Trajectory], model: Any = None,
+                  grad: bool = True) -> torch.Tensor:
         """Log-probabilities of ids[1:] under `model` (default: the policy) at the training
         temperature, as TRL computes them; one row per trajectory (batch of one here)."""
         prompts: list[TokenPrompt] = [t.prompt for t in trajectories]  # type: ignore[misc]
-        with torch.set_grad_enabled(model is None):
+        with torch.set_grad_enabled(grad and model is None):
             logits, ids = self.policy.forward_logits(prompts, model or self.model)
             warped = warp(logits[:, :-1], SamplingParams(temperature=self.config.temperature))
             return warped.log_softmax(-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
@@ -289,6 +282,8 @@ def rollout_metrics(groups: Sequence[Sequence[Trajectory]], k: int) -> dict[str,
         "tool_error_rate": _ratio(sum(t.info.get("tool_errors", 0) for t in ok),
                                   sum(t.info.get("tool_calls", 0) for t in ok)),
         "all_wrong_tool_subgroup_share": float(gap.get("all_wrong_tool_subgroup_share", 0.0)),
+        "all_wrong_no_tool_subgroup_share": float(
+            gap.get("all_wrong_no_tool_subgroup_share", 0.0)),
         "mean_turns": float(np.mean([len(t.turns) for t in ok])) if ok else 0.0,
         "generated_tokens": float(sum(sum(t.mask) for t in ok)),
         "rollouts_failed": float(len(flat) - len(ok)),

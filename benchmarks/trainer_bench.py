@@ -15,7 +15,8 @@ with the trainers' steps interleaved, so load from other jobs hits both alike:
    from a briefly SFT-ed start (tool calls made, answers mostly wrong: AXPO's resampling
    triggers). The learning rate is 0 (the update still runs in full), so both see the same
    policy and the same first rollouts every step; the difference is AXPO's exploration and
-   the update on its resamples.
+   the update on its resamples. AXPO runs with the paper's budget (r = 0.25 of the step's 64
+   rollouts: 4 blocks of K = 4 resamples); beta is 0 in both, so neither keeps a reference.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def our_step(trainer: Trainer, phases: Phases, log: list[dict]) -> None:
     log.append({"time": seconds, "tokens": m.get("trained_tokens", 0.0),
                 "update": spent.get("update", 0.0), "explore": spent.get("explore", 0.0),
                 "resamples": m.get("axpo/resamples", 0.0),
-                "triggered": m.get("axpo/groups_triggered", 0.0),
+                "triggered": m.get("axpo/triggered_questions", 0.0),
                 "first_tokens": m["generated_tokens"], "reward": m["reward"],
                 "turns": m["mean_turns"], "tool_use": m["tool_use_rate"]})
 
@@ -289,7 +290,8 @@ def main() -> int:
             f"8 tasks x G=8, <= 3 turns of <= 48 tokens; {turns}"),
         row("ours, Trainer('axpo'), ToolArith multi-turn", axpo_log,
             f"{mean(axpo_log, 'resamples'):.1f} resamples/step from "
-            f"{mean(axpo_log, 'triggered'):.1f} all-wrong groups; explore "
+            f"{mean(axpo_log, 'triggered'):.1f} all-wrong tool groups (r = "
+            f"{AXPOConfig().resample_ratio}, K = {AXPOConfig().resamples_per_prefix}); explore "
             f"{mean(axpo_log, 'explore') * 1e3:,.0f} ms/step"),
         ("  AXPO overhead over GRPO", f"{(t_axpo - t_grpo) * 1e3:+,.0f} "
          f"({(t_axpo / t_grpo - 1) * 100:+.0f}%)",

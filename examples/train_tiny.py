@@ -2,14 +2,14 @@
 side by side from the same start and seeds, on CPU in a few minutes.
 
     python examples/train_tiny.py [--steps 20] [--out runs/tiny]
-    python examples/train_tiny.py --runs grpo,axpo,axpo-random,axpo-first-call,axpo-brute
+    python examples/train_tiny.py --runs grpo,axpo,grpo-equal-compute,axpo-random,arpo
 
 The task (AXPO-ToolArith-v0) asks for a 3-digit times 2-digit product: the model cannot
 compute it, so it is right only if it calls the calculator with the right numbers and copies
 the result. SFT on scripted demonstrations teaches the format; RL then has to make it reliable.
 Prints a per-step table (accuracy, tool-use rate, all-wrong-tool-subgroup share) for each run
-and held-out test accuracy before and after; writes runs/tiny/comparison.png. `--runs` adds the
-ablations (where to branch) and brute-force exploration at four times AXPO's resample budget.
+and held-out test accuracy before and after; writes runs/tiny/comparison.png. `--runs` adds
+the paper's ablations and baselines (Table 2 and 3), each a name in RUNS.
 """
 
 from __future__ import annotations
@@ -32,16 +32,21 @@ from axpo_env.tasks.tool_arith import write_expert_demos
 ENV = "AXPO-ToolArith-v0"
 KEYS = ("accuracy", "tool_use_rate", "all_wrong_tool_subgroup_share")
 #: What `--runs` can name: (algorithm, config overrides), all from the same SFT start and seeds.
-#: "axpo-random" / "axpo-first-call" are the paper's ablations of where to branch; "axpo-brute"
-#: branches at random points with four times the budget, the brute-force exploration that
-#: targeted AXPO is meant to match at about a quarter of the resamples.
+#: The AXPO paper's Table 2 ablations and Table 3 recipes, each one switch; "grpo-equal-compute"
+#: gives GRPO the 25% extra rollouts AXPO spends (10 instead of 8 per question).
 RUNS = {
     "grpo": ("grpo", {}),
     "axpo": ("axpo", {}),
-    "axpo-random": ("axpo", {"branch_point": "random"}),
-    "axpo-first-call": ("axpo", {"branch_point": "first_call"}),
-    "axpo-brute": ("axpo", {"branch_point": "random", "prefixes_per_group": 4,
-                            "resample_budget": 32}),
+    "grpo-equal-compute": ("grpo", {"num_generations": 10}),
+    "grpo-2x": ("grpo", {"num_generations": 16}),
+    "grpo-tool-bonus": ("grpo", {"tool_reward": 0.1}),
+    "grpo-tool-penalty": ("grpo", {"tool_reward": -0.1}),
+    "arpo": ("axpo", {"exploration": "arpo"}),
+    "axpo-no-prefix-fix": ("axpo", {"prefix_fix": False}),
+    "axpo-no-tool": ("axpo", {"resample_subgroup": "no_tool"}),
+    "axpo-random": ("axpo", {"ranking": "random"}),
+    "axpo-no-prefix-credit": ("axpo", {"prefix_credit": False}),
+    "axpo-joint-group": ("axpo", {"separate_advantage_group": False}),
 }
 
 
@@ -93,6 +98,7 @@ def main() -> None:
     common = dict(model=str(sft), env_id=ENV, max_steps=args.steps, tasks_per_step=8,
                   num_generations=8, max_completion_length=48, max_turns=3, learning_rate=2e-4,
                   temperature=1.0, seed=0, save_steps=args.steps, report_to=["jsonl", "csv"],
+                  epsilon_high=0.4, beta=0.0,  # the paper's clip for all; no KL: a 2x faster demo
                   task_ids=[f"train-{i}" for i in range(256, 512)])  # not the SFT demos
     histories, finals = {}, {}
     for run in runs:

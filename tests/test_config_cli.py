@@ -51,10 +51,12 @@ def test_grpo_defaults_of_axpo_own_fields():
 def test_axpo_defaults_extend_grpo():
     c = AXPOConfig()
     assert isinstance(c, GRPOConfig) and c.output_dir == "runs/axpo"
-    assert (c.resample_budget, c.resamples_per_prefix, c.prefixes_per_group) == (8, 4, 1)
-    assert (c.uncertainty, c.branch_point, c.selection) == ("thinking_entropy", "uncertainty",
-                                                            "argmax")
-    assert c.num_generations == GRPOConfig().num_generations
+    # the AXPO paper's defaults: K = 4, r = 0.25, N = 8, Eq. 6's clip 0.2 / 0.4 and KL 1e-3
+    assert (c.resamples_per_prefix, c.resample_ratio, c.num_generations) == (4, 0.25, 8)
+    assert (c.epsilon, c.epsilon_high, c.beta) == (0.2, 0.4, 1e-3)
+    assert (c.ranking, c.prefix_fix, c.resample_subgroup) == ("uncertainty", True, "tool")
+    assert (c.prefix_credit, c.separate_advantage_group, c.exploration) == (True, True, "axpo")
+    assert GRPOConfig().tool_reward == 0.0
 
 
 def test_sft_defaults_follow_trl_sftconfig():
@@ -76,10 +78,11 @@ def test_sft_defaults_follow_trl_sftconfig():
     (GRPOConfig, {"max_steps": 0}, "max_steps must be >= 1"),
     (GRPOConfig, {"report_to": ["wandb"]}, "unknown reporter(s) ['wandb']"),
     (GRPOConfig, {"tools": "crop"}, "tools must be None or a list of strings"),
-    (AXPOConfig, {"uncertainty": "variance"}, "uncertainty must be one of"),
-    (AXPOConfig, {"branch_point": "last_call"}, "branch_point must be one of"),
-    (AXPOConfig, {"resample_budget": -1}, "resample_budget must be >= 0"),
-    (AXPOConfig, {"resamples_per_prefix": 0}, "resamples_per_prefix must be >= 1"),
+    (AXPOConfig, {"ranking": "variance"}, "ranking must be one of"),
+    (AXPOConfig, {"resample_subgroup": "all"}, "resample_subgroup must be one of"),
+    (AXPOConfig, {"exploration": "brute"}, "exploration must be one of"),
+    (AXPOConfig, {"resample_ratio": -0.1}, "resample_ratio must be in [0, 4]"),
+    (AXPOConfig, {"resamples_per_prefix": 1}, "resamples_per_prefix must be >= 2"),
     (SFTConfig, {}, "data_path is required"),
     (SFTConfig, {"data_path": "d.jsonl", "max_steps": 0}, "max_steps must be -1"),
 ])
@@ -99,7 +102,7 @@ def test_report_to_none_turns_reporting_off():
 
 
 @pytest.mark.parametrize("config", [GRPOConfig(tools=["crop"], epsilon_high=0.28),
-                                    AXPOConfig(selection="sample"),
+                                    AXPOConfig(ranking="random", prefix_credit=False),
                                     SFTConfig(data_path="d.jsonl")])
 def test_to_dict_from_dict_round_trips_through_json(config):
     data = json.loads(json.dumps(config.to_dict()))
@@ -107,9 +110,9 @@ def test_to_dict_from_dict_round_trips_through_json(config):
 
 
 def test_from_dict_names_unknown_keys_and_valid_ones():
-    with pytest.raises(ValueError, match=r"unknown GRPOConfig key\(s\): resample_budget.*"
+    with pytest.raises(ValueError, match=r"unknown GRPOConfig key\(s\): resample_ratio.*"
                                          r"Valid keys: model, seed"):
-        GRPOConfig.from_dict({"resample_budget": 8})
+        GRPOConfig.from_dict({"resample_ratio": 0.5})
 
 
 def test_literal_choices_match_the_loss_module():
@@ -187,7 +190,7 @@ def test_yaml_scalars_parse_as_yaml_writes_them(tmp_path):
 
 
 def test_config_file_round_trips_a_saved_config(tmp_path):
-    saved = AXPOConfig(num_generations=4, resample_budget=2, tools=["crop"])
+    saved = AXPOConfig(num_generations=4, resample_ratio=0.5, tools=["crop"])
     path = _write(tmp_path / "config.json", saved.to_dict())
     assert cli.parse(["train", "-c", path])[2] == saved
 
@@ -203,14 +206,16 @@ def test_unknown_config_keys_are_named_with_the_valid_ones(tmp_path, capsys):
     path = _write(tmp_path / "run.yaml", {"num_gens": 4, "lr": 1e-6})
     err = _error(capsys, ["train", "-c", path])
     assert "unknown key(s): lr, num_gens" in err and "Valid keys: algo, model, seed" in err
-    assert "resample_budget" in err and err.startswith("usage: axpo train")
+    assert "resample_ratio" in err and err.startswith("usage: axpo train")
 
 
 def test_axpo_only_settings_with_grpo_are_an_error(tmp_path, capsys):
-    assert "--resample-budget: only with --algo axpo" in _error(
-        capsys, ["train", "--algo", "grpo", "--resample-budget", "4"])
-    path = _write(tmp_path / "run.json", {"algo": "grpo", "selection": "sample"})
-    assert "selection: only with --algo axpo (got algo grpo)" in _error(
+    assert "--resample-ratio: only with --algo axpo" in _error(
+        capsys, ["train", "--algo", "grpo", "--resample-ratio", "0.5"])
+    assert "--prefix-credit: only with --algo axpo" in _error(
+        capsys, ["train", "--algo", "grpo", "--no-prefix-credit"])
+    path = _write(tmp_path / "run.json", {"algo": "grpo", "ranking": "random"})
+    assert "ranking: only with --algo axpo (got algo grpo)" in _error(
         capsys, ["train", "-c", path])
 
 
@@ -222,9 +227,9 @@ def test_axpo_only_settings_with_grpo_are_an_error(tmp_path, capsys):
      "argument --num-generations: expected an integer, got 'four'"),
     (["train", "--num-generations", "1"], "num_generations must be >= 2"),
     (["train", "--algo", "ppo"], "argument --algo: invalid choice: 'ppo'"),
-    (["train", "--uncertainty", "variance"], "argument --uncertainty: invalid choice"),
+    (["train", "--ranking", "variance"], "argument --ranking: invalid choice"),
     (["sft"], "the following arguments are required: --data-path"),
-    (["sft", "--data-path", "d.jsonl", "--resample-budget", "4"], "unrecognized arguments"),
+    (["sft", "--data-path", "d.jsonl", "--resample-ratio", "4"], "unrecognized arguments"),
     ([], "the following arguments are required: {train,sft,eval}"),
 ])
 def test_bad_flags_exit_with_argparse_errors(capsys, argv, message):

@@ -53,11 +53,12 @@ def params(trainer):
 
 
 def test_axpo_without_a_trigger_updates_exactly_like_grpo(tmp_path):
-    grpo = Trainer("grpo", config(GRPOConfig, tmp_path / "g", max_steps=1), make_policy())
-    axpo = Trainer("axpo", config(AXPOConfig, tmp_path / "a", max_steps=1), make_policy())
+    same = dict(max_steps=1, epsilon_high=0.4, beta=1e-3)  # AXPO's Eq. 6 defaults, for both
+    grpo = Trainer("grpo", config(GRPOConfig, tmp_path / "g", **same), make_policy())
+    axpo = Trainer("axpo", config(AXPOConfig, tmp_path / "a", **same), make_policy())
     before = params(grpo)
     hg, ha = grpo.train(), axpo.train()
-    assert ha[0]["axpo/groups_triggered"] == 0  # nobody called a tool
+    assert ha[0]["axpo/triggered_questions"] == 0  # nobody called a tool
     pg, pa = params(grpo), params(axpo)
     assert any(not torch.equal(before[k], pg[k]) for k in pg)  # it did learn something
     assert all(torch.equal(pg[k], pa[k]) for k in pg)  # ... and bit for bit the same
@@ -170,3 +171,49 @@ def test_logs_checkpoints_and_plot_are_written(tmp_path):
 def test_unknown_algorithm_is_a_clear_error():
     with pytest.raises(ValueError, match="'axpo' or 'grpo'"):
         Trainer("ppo")
+
+
+class WrongCallsThenRecoverable(HFPolicy):
+    """Rollouts call the calculator on the wrong numbers and answer what it said, so the
+    tool-using subgroup is all wrong and AXPO triggers; of each block of resamples (continuing
+    the kept `<tool_call>`), the first calls it right. Ids are scored by the model."""
+
+    CALL = '{"name": "calculator", "arguments": {"expression": "%s"}}</tool_call>'
+
+    def _scored(self, prompt, text):
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        logprobs, entropies = self.score(prompt.extend(ids),
+                                         range(len(prompt), len(prompt) + len(ids)), None)
+        return Completion(text, ids, logprobs, entropies, list(prompt.ids))
+
+    def sample(self, prompts, n=1, sampling=None):
+        out = []
+        for p in prompts:
+            seen = self.tokenizer.decode(p.ids)
+            if "<tool_response>" not in seen:
+                text = "<think>x</think>\n<tool_call>" + self.CALL % "6*7"
+            else:
+                last = seen.rsplit("<tool_response>", 1)[1]
+                text = f"<answer>{'43757584' if '43757584' in last else '7'}</answer>"
+            out.append([self._scored(p, text)] * n)
+        return out
+
+    def sample_shared(self, prompt, n, sampling=None):
+        return [self._scored(prompt, self.CALL % ("43757584+0" if i == 0 else "6*7"))
+                for i in range(n)]
+
+
+def test_axpo_step_trains_the_resamples_and_the_source_prefix(tmp_path):
+    base = HFPolicy.from_pretrained(tiny.cached("vl"))
+    policy = WrongCallsThenRecoverable(base.model, base.processor)
+    cfg = config(AXPOConfig, tmp_path, max_steps=1, max_turns=3, resample_ratio=1.0,
+                 resamples_per_prefix=2)
+    trainer = Trainer("axpo", cfg, policy)
+    (metrics,) = trainer.train()
+    assert metrics["accuracy"] == 0.0 and metrics["tool_use_rate"] == 1.0
+    assert metrics["axpo/triggered_questions"] == 1
+    assert metrics["axpo/budget_blocks"] == 2 == metrics["axpo/selected_prefixes"]
+    assert metrics["axpo/resamples"] == 4 and metrics["axpo/resamples_correct"] == 2
+    assert metrics["axpo/recovery_rate"] == 1.0
+    assert metrics["trained_rollouts"] == 4 + 4  # the group and the resamples
+    assert metrics["grad_norm"] > 0  # the recovered prefixes and resamples carry signal
