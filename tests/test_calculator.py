@@ -195,9 +195,9 @@ def test_a_slow_worker_start_keeps_the_time_limit(monkeypatch: pytest.MonkeyPatc
     assert "still starting" in refused("1 + 1")[0]
     assert not calc._NO_WORKER
     monkeypatch.setattr(calc, "_STARTUP_TIMEOUT_S", 60.0)
+    assert run("2 + 2") == "4"  # on the worker started after the slow one, once it is up
     message, elapsed = refused("expand((x + y + z + t)**200)")
-    assert "took longer than 1 s" in message and elapsed < 2.5
-    assert run("2 + 2") == "4"
+    assert "took longer than 1 s" in message and elapsed < 2.5  # the limit still holds
 
 
 def test_in_process_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
