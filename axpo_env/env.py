@@ -154,7 +154,7 @@ class ToolUseEnv(gym.Env[dict, str]):
             messages.append(_message("user", [{"type": "text", "text": parsed.error}]))
         elif parsed.answer is not None:
             answer, terminated = parsed.answer, True
-            reward = float(self.task.score(self._item, parsed.answer))
+            reward = self._score(parsed.answer)
         elif len(parsed.calls) > self.max_tool_calls_per_turn:
             calls, errors = calls + len(parsed.calls), errors + len(parsed.calls)
             text = (f"Error: {len(parsed.calls)} tool calls in one turn; at most "
@@ -261,6 +261,15 @@ class ToolUseEnv(gym.Env[dict, str]):
         if self._state is None:
             raise AxpoError("call reset() before step(), snapshot() or render()")
         return self._state
+
+    def _score(self, answer: str) -> float:
+        """The task's score of `answer`; a scorer that fails on hostile text scores 0 (logged)."""
+        try:
+            return float(self.task.score(self._item, answer))
+        except Exception:
+            logger.warning("%s failed to score an answer; scored 0", self.env_id,
+                           exc_info=True)
+            return 0.0
 
     def _run_call(self, call: protocol.ToolCall, images: tuple) -> tuple[ToolResult, bool]:
         """Run one call; every failure becomes an error result for the agent."""

@@ -263,6 +263,21 @@ def test_resume_drops_a_torn_last_line_and_refuses_other_settings(tmp_path):
 # ------------------------------------------------------------------------- bad input
 
 
+@pytest.mark.parametrize("bad", ['[1, 2]', '"episode"', '{"type": "episode", "env": 3}',
+                                 '{"type": "config"}', '{"type": "other"}',
+                                 '{"type": "episode", "env": "E", "task_id": "1", "sample": true}',
+                                 "[" * 5000 + "]" * 5000])
+def test_a_middle_line_of_the_wrong_shape_is_a_clear_error(tmp_path, bad):
+    cfg = config(tmp_path, samples=2, limit=2)
+    run_eval(cfg, Scripted(arith_script(2)), progress=False)
+    results = tmp_path / "out" / "results.jsonl"
+    lines = results.read_text().splitlines(keepends=True)
+    results.write_text("".join(lines[:2]) + bad + "\n" + "".join(lines[2:]))
+    with pytest.raises(EvalError, match="line 3 is not"):
+        run_eval(cfg, Scripted(arith_script(2)), progress=False)
+
+
+
 def test_an_unknown_env_is_refused_with_the_registered_ids(tmp_path, capsys):
     rc = main(["eval", "--model", "tiny", "--envs", "AXPO-Nope-v0",
                "--output-dir", str(tmp_path)])
