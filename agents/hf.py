@@ -299,7 +299,8 @@ class HFPolicy:
         """Cut a padded row where generation really stopped: after the first stop string, else
         after the first EOS (kept: the model chose it), else at max_new_tokens. A sampled
         image/video slot token (`<|image_pad|>`, `<|video_pad|>`) has no image behind it and
-        would make every later forward pass over these ids raise: the turn ends just before it (finish_reason "stop"; the ids kept are exactly the sampled ones)."""
+        would make every later forward pass over these ids raise: the turn ends just before it
+        (finish_reason "stop"; the ids kept are exactly the sampled ones)."""
         slot = next((j for j, t in enumerate(ids) if t in self.vision_slot_ids), None)
         if slot is not None:  # an image slot without an image: end the turn before it
             ids = ids[:slot]
