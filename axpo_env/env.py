@@ -284,7 +284,7 @@ class ToolUseEnv(gym.Env[dict, str]):
     def _tool_message(result: ToolResult, first_index: int) -> dict[str, Any]:
         content: list[dict[str, Any]] = [{"type": "image", "image": im} for im in result.images]
         text = result.text
-        if result.images:
+        if result.images and result.note_image_index:
             ids = ", ".join(str(first_index + i) for i in range(len(result.images)))
             text = f"{text}\n(image index {ids})".strip()
         content.append({"type": "text", "text": text})

@@ -28,10 +28,14 @@ ENTRY_POINT_GROUP = "axpo_env.tools"
 
 @dataclass(frozen=True)
 class ToolResult:
-    """What a tool call gives back to the agent: text, and images that join the episode's images."""
+    """What a tool call gives back to the agent: text, and images that join the episode's images.
+
+    `note_image_index`: the env adds "(image index N)" to the text so the agent can name the
+    images later; presets that copy a source tool's reply exactly turn it off."""
 
     text: str
     images: tuple[Image.Image, ...] = ()
+    note_image_index: bool = True
 
 
 @dataclass(frozen=True)
