@@ -239,6 +239,7 @@ _BUILTINS: dict[str, str] = {
     "calculator": "axpo_env.tools.calculator:calculator",
     "search": "axpo_env.tools.search:SearchTool",
     "search:serper": "axpo_env.tools.search:web_search",
+    "image_search": "axpo_env.tools.image_search:ImageSearchTool",
     # `search` (the name the agent sees) over a search benchmark's bundled fixture corpus
     "search:hrmmsearch": "axpo_env.tasks.hrmmsearch:fixture_search",
     "search:mmsearch": "axpo_env.tasks.mmsearch:fixture_search",
