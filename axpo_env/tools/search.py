@@ -304,9 +304,10 @@ class SearchTool(Tool):
     def schema(self) -> dict[str, Any]:
         return {"type": "function", "function": {
             "name": self.name,
-            "description": "Search an encyclopedia for facts: landmarks, famous objects, units, "
-                           "science, math and chart terms. Returns numbered hits with title, "
-                           "snippet and url.",
+            "description": (
+                "Search the web for facts. " if isinstance(self.backend, SerperBackend) else
+                "Search an encyclopedia for facts: landmarks, famous objects, units, science, "
+                "math and chart terms. ") + "Returns numbered hits with title, snippet and url.",
             "parameters": {"type": "object", "properties": {
                 "query": {"type": "string",
                           "description": "A few keywords, e.g. 'Eiffel Tower height'."},
