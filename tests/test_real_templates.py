@@ -184,3 +184,18 @@ def test_a_format_error_turn_keeps_the_ids_the_model_saw():
     thinking = "I will use the calculator."
     assert thinking in policy.tokenizer.decode(t.ids)
     assert thinking not in policy.tokenizer.decode(whole)
+
+
+def test_branching_from_a_real_template_trajectory_keeps_the_prefix(case):
+    """AXPO's move on a real template: restore turn 0, keep its thinking, resample the rest."""
+    from agents.rollout import branch
+
+    _, policy, trajectory = case
+    source = trajectory.turns[0]
+    keep = len(source.completion.token_ids) // 2
+    branches = branch(trajectory, turn=0, keep=keep, policy=policy, n=2, env=ENV,
+                      sampling=SAMPLING, env_kwargs=ENV_KWARGS)
+    start = source.generated_start + keep
+    for b in branches:
+        assert b.error is None and b.ids[:start] == trajectory.ids[:start]
+        assert b.train_from == start and sum(b.train_mask[:start]) == 0
