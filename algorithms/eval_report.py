@@ -9,6 +9,8 @@ Per benchmark, over its items (tasks) and their k samples each:
 - all-wrong tool share: among tasks with a tool-using episode, the share whose tool-using
   episodes are all wrong (the Thinking-Acting Gap's symptom, `metrics.thinking_acting_gap`);
   None when no episode used a tool.
+- all-wrong no-tool share: the same for the episodes without a tool call, among tasks that have
+  one (the AXPO paper's Fig. 3 shows the two side by side); None when every episode used a tool.
 - truncated / errors: episodes that never answered within the turn limit, and episodes cut short
   by a failure (a corrupt image, a server error). Both count as wrong answers.
 
@@ -63,7 +65,8 @@ class Report:
     def rate_keys(self) -> list[str]:
         """The metrics that are shares in [0, 1] or means: one plot each."""
         keys = ["pass@1", self.pass_k] if self.k > 1 else ["pass@1"]
-        return keys + ["tool_use_rate", "tool_error_rate", "mean_turns", "all_wrong_tool_share"]
+        return keys + ["tool_use_rate", "tool_error_rate", "mean_turns", "all_wrong_tool_share",
+                       "all_wrong_no_tool_share"]
 
     def rows(self) -> list[dict[str, Any]]:
         """One flat record per benchmark, then the average: the CSV and JSON rows."""
@@ -97,6 +100,8 @@ def benchmark_metrics(rows: Sequence[Mapping[str, Any]], k: int) -> dict[str, An
         "mean_turns": _mean([r["turns"] for r in rows]),
         "all_wrong_tool_share": (gap["all_wrong_tool_subgroup_share"]
                                  if gap["groups_with_tool_use"] else None),
+        "all_wrong_no_tool_share": (gap["all_wrong_no_tool_subgroup_share"]
+                                    if gap["groups_with_no_tool_use"] else None),
         "accuracy_with_tools": gap["accuracy_with_tools"] if calls else None,
         "accuracy_without_tools": (gap["accuracy_without_tools"]
                                    if gap["tool_use_rate"] < 1 else None),
@@ -130,6 +135,7 @@ def markdown(report: Report) -> str:
         columns.append((report.pass_k, f"Pass@{report.k}"))
     columns += [("tool_use_rate", "Tool use"), ("tool_error_rate", "Tool errors"),
                 ("mean_turns", "Mean turns"), ("all_wrong_tool_share", "All-wrong tool tasks"),
+                ("all_wrong_no_tool_share", "All-wrong no-tool tasks"),
                 ("truncated", "Truncated"), ("errors", "Errors")]
     lines = ["| Benchmark | " + " | ".join(t for _, t in columns) + " |",
              "|---|" + "---:|" * len(columns)]

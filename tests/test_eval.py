@@ -114,6 +114,7 @@ def test_metrics_match_hand_computed_numbers(two_envs):
     assert arith["tool_error_rate"] == pytest.approx(1 / 4)  # 1 failed call of 4
     assert arith["mean_turns"] == pytest.approx((5 + 5 + 8 + 8) / 16)
     assert arith["all_wrong_tool_share"] == pytest.approx(1 / 3)  # item 2 of items 0, 1, 2
+    assert arith["all_wrong_no_tool_share"] == pytest.approx(2 / 4)  # items 1 and 3 of all 4
     assert arith["accuracy_with_tools"] == pytest.approx(2 / 4)
     assert arith["truncated"] == 3 and arith["errors"] == 0
 
@@ -128,6 +129,7 @@ def test_metrics_match_hand_computed_numbers(two_envs):
     assert avg["tool_error_rate"] == pytest.approx(0.25)
     assert avg["mean_turns"] == pytest.approx((1.625 + 1) / 2)
     assert avg["all_wrong_tool_share"] == pytest.approx(1 / 3)
+    assert avg["all_wrong_no_tool_share"] == pytest.approx((0.5 + 0.0) / 2)
     assert (avg["tasks"], avg["episodes"], avg["truncated"]) == (8, 32, 3)
 
 
@@ -173,7 +175,8 @@ def test_report_files_exist_and_agree(two_envs):
     folder = Path(out) / "plots"
     plots = sorted(p.name for p in folder.iterdir())
     assert plots == sorted(["pass_at_1.png", "pass_at_4.png", "tool_use_rate.png",
-                            "tool_error_rate.png", "mean_turns.png", "all_wrong_tool_share.png"])
+                            "tool_error_rate.png", "mean_turns.png", "all_wrong_tool_share.png",
+                            "all_wrong_no_tool_share.png"])
     for name in plots:
         with Image.open(folder / name) as im:
             assert im.format == "PNG" and im.width > 100
