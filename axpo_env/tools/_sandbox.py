@@ -1,8 +1,10 @@
 """The process sandbox behind the `python` tool: how workers start, and their frame protocol.
 
 Bubblewrap where it works (new network/pid/IPC namespaces, read-only root, only the scratch dir
-writable), else resource limits; the worker (`_sandbox_worker.py`) adds Python audit hooks in both.
-Every wait on a worker has a deadline, so nothing it does can hang the host.
+writable); as root without it, the worker makes private namespaces itself and drops to a uid of
+its own (model code never runs as root); else resource limits. The worker (`_sandbox_worker.py`)
+adds Python audit hooks in all, which are not a wall. Every wait on a worker has a deadline and
+every frame it sends is bounded, so nothing it does can hang the host or fill its memory.
 """
 
 from __future__ import annotations

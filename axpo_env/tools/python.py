@@ -5,7 +5,11 @@ interpreter start. The session's state is the tuple of cells run so far: `snapsh
 tuple, and `restore()` rebuilds a session by replaying it into a fresh worker over a freshly
 written scratch dir, which is what lets AXPO branch from any earlier turn. A cell that hangs or
 kills its worker is rolled back the same way. Isolation: bubblewrap where it works (no network, a
-read-only root, only the scratch dir writable), else resource limits; Python audit hooks in both.
+read-only root, only the scratch dir writable); as root without it, private namespaces the worker
+makes itself and a uid of its own; else resource limits. Python audit hooks in all, as a second
+line only. What comes back is checked on the host: output cut to its limit, images read through
+directory handles, disk use counted whole. A diverged restore replays into a spare worker that
+`restore()` starts in the background; entropy and clocks in the sandbox follow the episode seed.
 """
 
 from __future__ import annotations
