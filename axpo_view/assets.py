@@ -27,7 +27,7 @@ figcaption{font-size:12px;color:#555}.frame{position:relative;display:inline-blo
 .tree{border:1px solid #dde1e7;border-radius:6px;margin:8px 0;padding:6px 10px}
 .tree ul{margin:2px 0 2px 8px;padding-left:14px;border-left:2px solid #c8cfdb}
 .cut{background:#ffe08a;padding:0 3px;border-radius:2px}.src{font-weight:600}
-.hidden{display:none}
+.hidden{display:none}img.broken{min-width:120px;min-height:60px;outline:2px dashed #b00}
 """
 
 JS = """
@@ -48,5 +48,17 @@ JS = """
   }
   boxes.forEach(function(b){b.addEventListener('change',show);});
   show();
+  function reveal(){  // a link to an episode (#ep-...) opens it
+    var e=location.hash&&document.getElementById(location.hash.slice(1));
+    for(;e;e=e.parentElement){if(e.tagName==='DETAILS')e.open=true;}
+    if(location.hash&&document.getElementById(location.hash.slice(1)))
+      document.getElementById(location.hash.slice(1)).scrollIntoView();
+  }
+  window.addEventListener('hashchange',reveal);reveal();
+  window.addEventListener('load',function(){  // a moved or deleted image: say so, visibly
+    document.querySelectorAll('img').forEach(function(i){
+      if(!i.naturalWidth){i.classList.add('broken');console.error('image not found: '+i.src);}
+    });
+  });
 })();
 """

@@ -159,3 +159,49 @@ def test_viewer_does_not_import_torch():
     code = ("import sys, axpo_view, axpo_view.record; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
+
+
+def chromium(page: Path, screenshot: Path) -> tuple[str, list[str]]:
+    """Load `page` from disk in headless Chromium: its DOM after the script ran, the console
+    messages it logged, and a screenshot. Skips (saying why) where Chromium is not installed;
+    scripts/setup.sh installs it, so CI runs this."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        pytest.skip("headless Chromium not installed (apt-get install chromium; "
+                    "scripts/setup.sh does it as root)")
+    flags = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+             "--enable-logging=stderr", "--v=0", "--window-size=1200,1400"]
+    url = page.resolve().as_uri()
+    dom = subprocess.run(flags + ["--dump-dom", url], capture_output=True, text=True, timeout=120)
+    shot = subprocess.run(flags + [f"--screenshot={screenshot}", url], capture_output=True,
+                          text=True, timeout=120)
+    console = [line for line in (dom.stderr + shot.stderr).splitlines() if ":CONSOLE" in line]
+    assert screenshot.is_file() and screenshot.stat().st_size > 1000
+    return dom.stdout, console
+
+
+def test_report_loads_in_a_real_browser_without_console_errors(eval_run, tmp_path):
+    out, items = eval_run
+    dom, console = chromium(write_report(out), tmp_path / "eval.png")
+    assert console == []  # no script error, no image that failed to load
+    page = Parsed(dom)
+    assert f"ep-{VISTA}_{items[0].task_id}_0" in page.ids
+    assert items[0].question[:40] in page.body
+    assert re.search(r"id=\"shown\">6<", dom)  # the filter script ran and counted
+
+
+def test_a_browser_reports_an_image_deleted_after_the_report_was_written(eval_run, tmp_path):
+    import shutil
+
+    out, _ = eval_run
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+    page = write_report(copy)
+    victim = next((copy / "trajectories" / "images").iterdir())
+    victim.unlink()
+    _, console = chromium(page, tmp_path / "broken.png")
+    assert console and all("image not found" in line for line in console)
+    assert any(victim.name in line for line in console)
