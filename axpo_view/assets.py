@@ -8,7 +8,7 @@ section{background:#fff;border:1px solid #dde1e7;border-radius:6px;margin:12px 0
 h2{font-size:17px;margin:4px 0 8px}table{border-collapse:collapse}
 td,th{border:1px solid #dde1e7;padding:3px 8px;text-align:right}th{background:#eef1f5}
 td:first-child,th:first-child{text-align:left}
-.charts img{height:180px;margin:4px;border:1px solid #dde1e7}
+.charts img{height:180px;max-width:100%;object-fit:contain;margin:4px;border:1px solid #dde1e7}
 .filters label{margin-right:14px}.filters select{margin-left:4px}
 details.episode{border:1px solid #dde1e7;border-radius:6px;margin:8px 0;background:#fff}
 details.episode>summary{padding:6px 10px;cursor:pointer}
@@ -51,8 +51,6 @@ JS = """
   function reveal(){  // a link to an episode (#ep-...) opens it
     var e=location.hash&&document.getElementById(location.hash.slice(1));
     for(;e;e=e.parentElement){if(e.tagName==='DETAILS')e.open=true;}
-    if(location.hash&&document.getElementById(location.hash.slice(1)))
-      document.getElementById(location.hash.slice(1)).scrollIntoView();
   }
   window.addEventListener('hashchange',reveal);reveal();
   window.addEventListener('load',function(){  // a moved or deleted image: say so, visibly

@@ -50,7 +50,8 @@ class _Page:
         s = self.run.summary
         if not s and not self.run.charts:
             return ""
-        out = ["<section id='summary'><h2>Eval summary</h2>"]
+        title = "Eval summary" if s else "Training metrics"
+        out = [f"<section id='summary'><h2>{title}</h2>"]
         if s:
             k = s.get("k", 1)
             keys = [key for key in _SUMMARY_KEYS if key != "pass@1"]

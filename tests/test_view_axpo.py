@@ -96,3 +96,14 @@ def test_report_draws_each_triggered_group_as_a_tree(axpo_step):
                for b in page.classes["box"])
     for src in page.images:
         assert (out / src).is_file()
+
+
+def test_axpo_report_loads_in_a_real_browser_without_console_errors(axpo_step, tmp_path):
+    from tests.test_view import chromium
+
+    out, _ = axpo_step
+    dom, console = chromium(write_report(out), tmp_path / "axpo.png")
+    assert console == []
+    page = Parsed(dom)
+    assert "ep-step1_g0_b0_k0" in page.ids and len(page.classes["tree"]) == 1
+    assert "recovered: a resample is right" in page.body
