@@ -30,6 +30,7 @@ _EPILOG = """examples:
   axpo train --algo grpo --config run.yaml --learning-rate 2e-6
   axpo sft --data-path trajectories.jsonl --num-train-epochs 2
   axpo eval --model Qwen/Qwen3-VL-2B-Thinking --envs AXPO-MathVista-v0 --samples 4
+  axpo view runs/eval
 
 Flags may be spelled with - or _ (--num-generations, --num_generations). In a --config file
 (YAML or JSON) keys are field names; explicit flags override them."""
@@ -173,7 +174,8 @@ def _build() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser
         prog="axpo", formatter_class=fmt, epilog=_EPILOG,
         description="Train LLM/VLM agents on tool-use Gymnasium environments with AXPO or GRPO, "
         "or supervised fine-tune them on tool-use trajectories.")
-    commands = parser.add_subparsers(dest="command", metavar="{train,sft,eval}", required=True)
+    commands = parser.add_subparsers(dest="command", metavar="{train,sft,eval,view}",
+                                     required=True)
     train = commands.add_parser(
         "train", formatter_class=fmt, epilog=_EPILOG, help="RL training with AXPO or GRPO",
         usage="axpo train [-h] [--algo {axpo,grpo}] [-c FILE] [--FIELD VALUE ...]",
@@ -199,7 +201,12 @@ def _build() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser
     evaluate.add_argument("--max-new-tokens", dest="max_completion_length", metavar="INT",
                           type=int, default=argparse.SUPPRESS, help="same as "
                           "--max-completion-length")
-    return parser, {"train": train, "sft": sft, "eval": evaluate}
+    view = commands.add_parser("view", help="write an HTML report of saved trajectories",
+                               description="One static HTML page (opens from disk) of an eval "
+                               "or training output dir or a trajectories folder/.jsonl.")
+    view.add_argument("path", help="axpo eval/train --output-dir, or a trajectories folder/.jsonl")
+    view.add_argument("--out", default=None, help="the page's path (default: PATH/report.html)")
+    return parser, {"train": train, "sft": sft, "eval": evaluate, "view": view}
 
 
 def _normalize(argv: Sequence[str]) -> list[str]:
@@ -250,6 +257,8 @@ def parse(argv: Sequence[str] | None = None
     parser, subs = _build()
     args = vars(parser.parse_args(_normalize(sys.argv[1:] if argv is None else argv)))
     command = args.pop("command")
+    if command == "view":  # no config dataclass: a path and --out
+        return command, None, args  # type: ignore[return-value]
     sub = subs[command]  # errors show this subcommand's usage line
     path = args.pop("config")
     file = _read_file(path, sub) if path else {}
@@ -345,6 +354,10 @@ def _eval(config: EvalConfig) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `axpo` console script."""
     command, algo, config = parse(argv)
+    if command == "view":
+        from axpo_view import main as view  # no torch: a report needs none
+
+        return view(config["path"], config["out"])
     if command == "train":
         _train(algo, config)
     elif command == "eval":

@@ -234,6 +234,10 @@ class GRPOConfig(_Config):
     resume: bool = _field(
         False, "Continue from the latest checkpoint in output_dir instead of starting over.",
         "logging")
+    save_trajectories: bool = _field(
+        False, "Save every step's rollouts and AXPO branches to output_dir/trajectories/ for "
+        "`axpo view` (tool images once each, by content hash). Off by default: it costs disk "
+        "and time; README 'See what the agent saw' gives the measured overhead.", "logging")
 
     def __post_init__(self) -> None:
         if isinstance(self.scale_rewards, bool):  # TRL's legacy spelling

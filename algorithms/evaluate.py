@@ -111,6 +111,9 @@ class EvalConfig:
     retry_errors: bool = _field(
         False, "On resume, run again the episodes that ended in an error (a server outage, a "
         "corrupt image) instead of keeping them as wrong answers.", "logging")
+    save_trajectories: bool = _field(
+        False, "Also save every episode's turns and tool images to output_dir/trajectories/ "
+        "for `axpo view` (images once each, by content hash; README gives the cost).", "logging")
 
     def __post_init__(self) -> None:
         _check(bool(self.model), "model is required: a checkpoint path, a hub name, an "
@@ -370,6 +373,7 @@ def _run_bench(b: _Bench, config: EvalConfig, policy: Any, file: ResultsFile,
     from agents.hf import HFPolicy
     from agents.policy import SamplingParams
     from agents.rollout import rollout
+    from axpo_view.record import record_eval
 
     k, total = config.samples, len(b.task_ids) * config.samples
     if file.settings(b.env_id) is None:
@@ -390,6 +394,8 @@ def _run_bench(b: _Bench, config: EvalConfig, policy: Any, file: ResultsFile,
                             sampling=sampling, seed=config.seed + block[0],
                             batch_size=len(block), progress=False)
             file.append([_row(b, j, k, config.seed, t) for j, t in zip(block, trajs)])
+            if config.save_trajectories:  # for `axpo view`
+                record_eval(config.output_dir, pool.envs[0], [j % k for j in block], trajs)
             bar.update(len(block))
     finally:
         bar.close()

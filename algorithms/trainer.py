@@ -46,6 +46,7 @@ from algorithms.outputs import (
     seed_everything,
     write_checkpoint,
 )
+from axpo_view.record import record_step
 
 
 class Trainer:
@@ -154,6 +155,7 @@ class Trainer:
         else:
             batch = grpo_batch(groups, cfg)
         metrics["explore_time"] = (t2 := time.perf_counter()) - t1
+        record_step(self, groups, branches if self.algorithm == "axpo" else [])  # axpo view
         metrics.update(self.update(batch))
         metrics["update_time"] = time.perf_counter() - t2
         self.step += 1

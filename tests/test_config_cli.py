@@ -230,7 +230,7 @@ def test_axpo_only_settings_with_grpo_are_an_error(tmp_path, capsys):
     (["train", "--ranking", "variance"], "argument --ranking: invalid choice"),
     (["sft"], "the following arguments are required: --data-path"),
     (["sft", "--data-path", "d.jsonl", "--resample-ratio", "4"], "unrecognized arguments"),
-    ([], "the following arguments are required: {train,sft,eval}"),
+    ([], "the following arguments are required: {train,sft,eval,view}"),
 ])
 def test_bad_flags_exit_with_argparse_errors(capsys, argv, message):
     assert message in _error(capsys, argv)

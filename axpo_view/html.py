@@ -1,0 +1,251 @@
+"""One static HTML page for a `Run`: summary and charts, filters, every episode, AXPO trees.
+
+The page is a single file with its CSS and script inline; images stay files (the recorded
+`images/` folder, eval charts) referenced by relative path, so the page opens from disk without
+a server and does not copy each image into itself. Every value from a record is escaped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from html import escape
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from axpo_view.assets import CSS, JS
+from axpo_view.load import Run
+
+_SUMMARY_KEYS = ("tasks", "episodes", "pass@1", "tool_use_rate", "tool_error_rate",
+                 "all_wrong_tool_share", "mean_turns", "truncated", "errors")
+
+
+def render(run: Run, out: Path) -> str:
+    """The report page for `run`, with image links relative to `out`'s folder."""
+    page = _Page(run, out.parent)
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+             f"<title>axpo view: {escape(run.path.name)}</title><style>{CSS}</style></head>"
+             f"<body><header><h1>axpo view: {escape(str(run.path))}</h1>"
+             f"{len(run.episodes)} episodes, {len(run.branches)} AXPO branches</header><main>"]
+    parts += [f"<p class='badge warn'>{escape(w)}</p>" for w in run.warnings]
+    parts.append(page.summary())
+    parts.append(page.training())
+    parts.append(page.filters())
+    parts.append("<section id='episodes'><h2>Episodes (<span id='shown'>"
+                 f"{len(run.episodes)}</span> shown)</h2>")
+    parts += [page.episode(e) for e in run.episodes]
+    parts.append(f"</section></main><script>{JS}</script></body></html>")
+    return "".join(parts)
+
+
+class _Page:
+    def __init__(self, run: Run, here: Path):
+        self.run, self.here = run, here
+        self.by_id = {e["id"]: e for e in run.episodes}
+
+    # ------------------------------------------------------------------------- top of page
+
+    def summary(self) -> str:
+        s = self.run.summary
+        if not s and not self.run.charts:
+            return ""
+        title = "Eval summary" if s else "Training metrics"
+        out = [f"<section id='summary'><h2>{title}</h2>"]
+        if s:
+            k = s.get("k", 1)
+            keys = [key for key in _SUMMARY_KEYS if key != "pass@1"]
+            keys[1:1] = ["pass@1"] + ([f"pass@{k}"] if k and k > 1 else [])
+            rows = [(name, m) for name, m in s.get("benchmarks", {}).items()]
+            rows.append(("average", s.get("average", {})))
+            out.append("<table><tr><th>benchmark</th>" + "".join(
+                f"<th>{escape(key)}</th>" for key in keys) + "</tr>")
+            for name, m in rows:
+                out.append(f"<tr><td>{escape(str(name))}</td>" + "".join(
+                    f"<td>{_num(m.get(key))}</td>" for key in keys) + "</tr>")
+            out.append("</table>")
+        if self.run.charts:
+            out.append("<div class='charts'>" + "".join(
+                f"<img src='{self._src(c)}' alt='{escape(c.stem)}'>" for c in self.run.charts)
+                + "</div>")
+        return "".join(out) + "</section>"
+
+    def training(self) -> str:
+        """Per step: the AXPO branches as trees (source group, cut prefix, resamples)."""
+        steps = sorted({b["step"] for b in self.run.branches}
+                       | {e["step"] for e in self.run.episodes if e.get("step") is not None})
+        if not steps:
+            return ""
+        out = ["<section id='axpo'><h2>Training steps and AXPO branches</h2>"]
+        for step in steps:
+            mine = [b for b in self.run.branches if b["step"] == step]
+            rollouts = [e for e in self.run.episodes
+                        if e.get("step") == step and e.get("role") == "rollout"]
+            acc = sum(e.get("correct", False) for e in rollouts) / max(1, len(rollouts))
+            out.append(f"<details class='step' open><summary><b>step {step}</b>: "
+                       f"{len(rollouts)} rollouts, accuracy {acc:.2f}, {len(mine)} selected "
+                       f"prefix(es), {sum(b['recovered'] for b in mine)} recovered</summary>")
+            for g in sorted({b["group"] for b in mine}):
+                out.append(self._tree(step, g, [b for b in mine if b["group"] == g]))
+            if not mine:
+                out.append("<p>No group triggered AXPO at this step (no all-wrong tool-using "
+                           "subgroup, or no budget).</p>")
+            out.append("</details>")
+        return "".join(out) + "</section>"
+
+    def _tree(self, step: int, g: int, branches: list[dict[str, Any]]) -> str:
+        group = [e for e in self.run.episodes if e.get("step") == step
+                 and e.get("role") == "rollout" and e.get("id", "").startswith(f"step{step}/g{g}/")]
+        task = group[0].get("task_id") if group else "?"
+        sources = {b["source"] for b in branches}
+        out = [f"<div class='tree' data-step='{step}' data-group='{g}'><b>group {g}</b>, task "
+               f"{escape(str(task))}: triggered (tool-using subgroup all wrong)<ul>"]
+        for e in group:
+            mark = " src" if e["id"] in sources else ""
+            out.append(f"<li class='rollout{mark}'>{self._link(e['id'])} reward "
+                       f"{_num(e.get('reward'))}{_badges(e)}"
+                       f"{' &larr; source' if mark else ''}</li>")
+        out.append("</ul>")
+        for b in branches:
+            prefix = b.get("prefix", "")
+            out.append(
+                f"<div class='branch' data-source='{escape(b['source'])}'>"
+                f"<b>branch {b['index']}</b> from {self._link(b['source'])}, turn {b['turn']}, "
+                f"cut after {b['keep']} generated ids; tool-call confidence "
+                f"<b class='confidence'>{_num(b['score'], 3)}</b>"
+                f"<pre>{escape(prefix)}<span class='cut'>&#9986; cut</span></pre><ul>")
+            for rid, reward in zip(b["resamples"], b["rewards"]):
+                e = self.by_id.get(rid, {})
+                out.append(f"<li class='resample'>{self._link(rid)} reward {_num(reward)}"
+                           f"{_badges(e) if e else ''}</li>")
+            flag = ("<span class='badge ok recovered'>recovered: a resample is right, the "
+                    "prefix is credited</span>" if b["recovered"] else
+                    "<span class='badge bad recovered'>not recovered</span>")
+            out.append(f"</ul>{flag}</div>")
+        return "".join(out) + "</div>"
+
+    def filters(self) -> str:
+        envs = sorted({str(e.get("env")) for e in self.run.episodes if e.get("env")})
+        opts = "".join(f"<option value='{escape(v)}'>{escape(v)}</option>" for v in envs)
+        roles = {e.get("role") for e in self.run.episodes} - {None}
+        role = ("<label>kind<select name='role'><option value=''>all</option>"
+                "<option value='rollout'>rollouts</option><option value='resample'>AXPO "
+                "resamples</option></select></label>") if roles else ""
+        return ("<section class='filters'><h2>Filters</h2>"
+                f"<label>benchmark<select name='env'><option value=''>all</option>{opts}"
+                "</select></label><label>outcome<select name='outcome'><option value=''>all"
+                "</option><option value='correct'>correct</option><option value='wrong'>wrong"
+                "</option></select></label><label>tool<select name='tool'><option value=''>any"
+                "</option><option value='used'>used a tool</option><option value='none'>no tool"
+                "</option></select></label><label><input type='checkbox' name='errors'> tool "
+                "errors</label><label><input type='checkbox' name='truncated'> truncated"
+                f"</label>{role}</section>")
+
+    # ---------------------------------------------------------------------------- episodes
+
+    def episode(self, e: dict[str, Any]) -> str:
+        data = {"env": e.get("env") or "", "correct": int(bool(e.get("correct"))),
+                "tool": int((e.get("tool_calls") or 0) > 0),
+                "errors": int((e.get("tool_errors") or 0) > 0),
+                "truncated": int(bool(e.get("truncated"))), "role": e.get("role") or ""}
+        attrs = "".join(f" data-{k}='{escape(str(v))}'" for k, v in data.items())
+        out = [f"<details class='episode' id='{_anchor(e['id'])}'{attrs}><summary>"
+               f"<b>{escape(e['id'])}</b> {escape(str(e.get('env') or ''))}"
+               f"{_badges(e)}</summary><div class='body'>"]
+        if e.get("source"):
+            out.append(f"<p>AXPO resample of {self._link(e['source'])}, branched at turn "
+                       f"{(e.get('parent') or ['?'])[0]}</p>")
+        if e.get("question"):
+            out.append(f"<h3>Task</h3><pre class='question'>{escape(e['question'])}</pre>")
+        out += [self._figure(im, "task image") for im in e.get("images", [])]
+        for n, turn in enumerate(e.get("turns", [])):
+            out.append(self._turn(n, turn))
+        if e.get("error"):
+            out.append(f"<p class='badge bad'>error: {escape(str(e['error']))}</p>")
+        out.append(f"<p class='final'>final answer: <b>{escape(_show(e.get('answer')))}</b>; "
+                   f"reference: <b>{escape(_show(e.get('reference')))}</b>; score "
+                   f"<b>{_num(e.get('reward'))}</b></p>")
+        if e.get("from_results"):
+            out.append("<p class='badge info'>from results.jsonl: last turn only; run with "
+                       "--save-trajectories to see every turn and image</p>")
+        return "".join(out) + "</div></details>"
+
+    def _turn(self, n: int, t: dict[str, Any]) -> str:
+        out = [f"<div class='turn'><b>turn {n + 1}</b>"]
+        if t.get("confidence") is not None:
+            out.append(f" <span class='badge info'>action confidence "
+                       f"{_num(t['confidence'], 3)}</span>")
+        if t.get("thinking"):
+            out.append(f"<details class='thinking'><summary>thinking ({len(t['thinking'])} "
+                       f"chars)</summary><pre>{escape(t['thinking'])}</pre></details>")
+        call = t.get("call")
+        if call:
+            args = json.dumps(call.get("arguments"), ensure_ascii=False)
+            out.append(f"<div class='call'>tool call: <b>{escape(str(call.get('name')))}</b>"
+                       f"({escape(args)}){' ' + escape(call['error']) if call.get('error') else ''}"
+                       "</div>")
+        elif t.get("answer") is not None:
+            out.append(f"<div class='call'>answer: <b>{escape(str(t['answer']))}</b></div>")
+        elif t.get("last_only") or t.get("format_error"):
+            out.append(f"<pre>{escape(t.get('text', ''))}</pre>")
+            if t.get("format_error"):
+                out.append(f"<span class='badge warn'>{escape(t['format_error'])}</span>")
+        reply = t.get("reply") or {}
+        if reply.get("text") or reply.get("images"):
+            out.append(f"<div class='reply'>tool reply:<pre>{escape(reply.get('text', ''))}"
+                       "</pre>")
+            crop = t.get("crop")
+            if crop:
+                out.append(self._figure(crop["source"], "source, crop box", crop["box"]))
+            out += [self._figure(im, "zoomed result" if crop else "tool image")
+                    for im in reply.get("images", [])]
+            out.append("</div>")
+        return "".join(out) + "</div>"
+
+    def _figure(self, rel: str, caption: str, box: list[float] | None = None) -> str:
+        path = self.run.root / rel
+        if not path.is_file():
+            return (f"<figure><div class='missing'>image missing: {escape(rel)}</div>"
+                    f"<figcaption>{escape(caption)}</figcaption></figure>")
+        overlay = ""
+        if box:
+            x1, y1, x2, y2 = (max(0.0, min(1.0, float(v))) * 100 for v in box)
+            overlay = (f"<div class='box' style='left:{x1:.2f}%;top:{y1:.2f}%;"
+                       f"width:{x2 - x1:.2f}%;height:{y2 - y1:.2f}%'></div>")
+        return (f"<figure><div class='frame'><img src='{self._src(path)}' alt='{escape(rel)}'>"
+                f"{overlay}</div><figcaption>{escape(caption)}</figcaption></figure>")
+
+    def _src(self, path: Path) -> str:
+        return quote(Path(os.path.relpath(path.resolve(), self.here.resolve())).as_posix())
+
+    def _link(self, episode_id: str) -> str:
+        return f"<a href='#{_anchor(episode_id)}'>{escape(episode_id)}</a>"
+
+
+def _badges(e: dict[str, Any]) -> str:
+    out = ["<span class='badge ok'>correct</span>" if e.get("correct")
+           else "<span class='badge bad'>wrong</span>"]
+    if e.get("tool_calls"):
+        out.append(f"<span class='badge info'>{e['tool_calls']} tool call(s)</span>")
+    if e.get("tool_errors"):
+        out.append(f"<span class='badge warn'>{e['tool_errors']} tool error(s)</span>")
+    if e.get("truncated"):
+        out.append("<span class='badge warn'>truncated</span>")
+    if e.get("error"):
+        out.append("<span class='badge bad'>failed</span>")
+    return "".join(out)
+
+
+def _anchor(episode_id: str) -> str:
+    return "ep-" + "".join(c if c.isalnum() or c in "-_" else "_" for c in episode_id)
+
+
+def _show(value: Any) -> str:
+    return "—" if value is None else str(value)
+
+
+def _num(value: Any, digits: int = 2) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "—" if value is None else escape(str(value))
+    return str(value) if isinstance(value, int) else f"{value:.{digits}f}"
+
