@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import atexit
 import json
+import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -329,15 +331,36 @@ def build(
 
 
 _CACHE: dict[tuple, Path] = {}
+_LEFTOVER = re.compile(r"axpo-tiny-(?:vl|text)-(\d+)-\w+")
 
 
 def cached(kind: Literal["vl", "text"] = "vl", seed: int = 0,
            chat_template: str | None = None) -> Path:
-    """`build` once per process into a temp dir (removed at exit); tests call this a lot."""
+    """`build` once per process into a temp dir (removed at exit); tests call this a lot.
+    The dir is named with our pid, and the first call removes the dirs of processes that were
+    killed before their exit handler ran."""
     key = (kind, seed, chat_template)
+    if not _CACHE:
+        _remove_leftovers(Path(tempfile.gettempdir()))
     if key not in _CACHE or not (_CACHE[key] / "config.json").exists():
-        root = Path(tempfile.mkdtemp(prefix=f"axpo-tiny-{kind}-"))
+        root = Path(tempfile.mkdtemp(prefix=f"axpo-tiny-{kind}-{os.getpid()}-"))
         atexit.register(shutil.rmtree, root, ignore_errors=True)
         _CACHE[key] = build(root, kind=kind, seed=seed, chat_template=chat_template)
     return _CACHE[key]
 
+
+def _remove_leftovers(parent: Path) -> None:
+    for entry in parent.glob("axpo-tiny-*"):
+        m = _LEFTOVER.fullmatch(entry.name)
+        if m and entry.is_dir() and not entry.is_symlink() and not _alive(int(m.group(1))):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, not ours to signal
+        return True
+    return True

@@ -3,6 +3,8 @@ Qwen3-VL-Thinking's structure, and `encode` builds the inputs Qwen3-VL needs."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -257,3 +259,20 @@ def test_encode_loads_image_parts_given_by_path(vl, tmp_path):
                                            {"type": "text", "text": "What is it?"}]}]
     a, b = loading.encode(processor, by_path), loading.encode(processor, by_pil)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_cached_removes_the_dirs_killed_processes_left(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from agents import tiny as tiny_module
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    left = tmp_path / f"axpo-tiny-vl-{dead}-abc123"
+    mine = tmp_path / f"axpo-tiny-vl-{os.getpid()}-def456"
+    other = tmp_path / "axpo-tiny-notes"
+    for d in (left, mine, other):
+        d.mkdir()
+    tiny_module._remove_leftovers(tmp_path)
+    assert not left.exists() and mine.exists() and other.exists()
