@@ -344,7 +344,7 @@ class HFPolicy:
         the padded ids). Gradients flow: trainers call this, with `model` set to the wrapped
         (DDP) training model or a frozen reference of the same architecture."""
         inputs = self._collate(list(prompts))
-        logits = (model or self.model)(**inputs).logits
+        logits = (model or self.model)(**inputs, use_cache=False).logits  # no KV cache to keep
         return logits, inputs["input_ids"]
 
     @torch.no_grad()
