@@ -22,7 +22,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 from tqdm.auto import tqdm
@@ -31,7 +30,7 @@ import axpo_env  # noqa: F401  (registers the envs)
 from agents import tiny
 from agents.hf import HFPolicy, TokenPrompt, warp
 from agents.policy import SamplingParams
-from agents.rollout import Trajectory, rollout
+from agents.rollout import EnvPool, Trajectory, rollout
 from algorithms import axpo
 from algorithms.config import AXPOConfig, GRPOConfig
 from algorithms.grpo import TrainBatch, TrainSample, grpo_batch, pad_left
@@ -96,7 +95,10 @@ class Trainer:
         self.env_kwargs = {"max_turns": cfg.max_turns}
         if cfg.tools is not None:
             self.env_kwargs["tools"] = list(cfg.tools)
-        self.task_ids = list(cfg.task_ids or _all_task_ids(cfg.env_id))
+        # One pool of envs for the whole run: rollouts and AXPO's branches of every step reuse
+        # them, so the task (a benchmark's dataset) loads once per env, not once per episode.
+        self.envs = EnvPool(cfg.env_id, self.env_kwargs)
+        self.task_ids = list(cfg.task_ids or self.envs.take(1)[0].unwrapped.task.task_ids)
         self.sampling = SamplingParams(
             max_new_tokens=cfg.max_completion_length, temperature=cfg.temperature,
             top_p=cfg.top_p, top_k=cfg.top_k or 0, seed=cfg.seed)
@@ -127,6 +129,7 @@ class Trainer:
             if cfg.save_steps and self.step % cfg.save_steps == 0:
                 self.save_checkpoint()
         self.logger.close()
+        self.envs.close()
         if self.accelerator.is_main_process:
             plot_history(self.history, self.output_dir / "metrics.png", RL_PLOT_KEYS,
                          self.algorithm)
@@ -141,7 +144,7 @@ class Trainer:
         acc = self.accelerator
         tasks = tasks[acc.process_index::acc.num_processes]  # may be empty: update copes
         sampling = replace(self.sampling, seed=cfg.seed * 100_003 + self.step)
-        trajectories = rollout(cfg.env_id, self.policy, tasks, group_size=cfg.num_generations,
+        trajectories = rollout(self.envs, self.policy, tasks, group_size=cfg.num_generations,
                                sampling=sampling, seed=cfg.seed + 1000 * self.step,
                                env_kwargs=self.env_kwargs, progress=False)
         groups = [trajectories[i:i + cfg.num_generations]
@@ -149,7 +152,7 @@ class Trainer:
         metrics = rollout_metrics(groups, cfg.num_generations)
         metrics["rollout_time"] = (t1 := time.perf_counter()) - t0
         if self.algorithm == "axpo":
-            branches, stats = axpo.explore(groups, self.policy, cfg.env_id, cfg, sampling,
+            branches, stats = axpo.explore(groups, self.policy, self.envs, cfg, sampling,
                                            self.rng, env_kwargs=self.env_kwargs)
             batch = axpo.axpo_batch(groups, branches, cfg)
             metrics.update(stats)
@@ -347,13 +350,6 @@ def _frozen_copy(model: Any) -> Any:
     for p in ref.parameters():
         p.requires_grad_(False)
     return ref
-
-
-def _all_task_ids(env_id: str) -> list[str]:
-    env = gym.make(env_id, tools=[])
-    ids = env.unwrapped.task.task_ids
-    env.close()
-    return ids
 
 
 def _ratio(a: float, b: float) -> float:

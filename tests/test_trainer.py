@@ -284,3 +284,20 @@ def test_multi_turn_rows_with_images_of_different_sizes_share_a_micro_batch(tmp_
     for b, row in enumerate(rows):
         alone = trainer._logprobs([row], grad=False)[0]
         torch.testing.assert_close(together[b, -len(alone):], alone, rtol=1e-4, atol=1e-4)
+
+
+def test_envs_are_built_once_per_trainer_and_reused_across_steps_and_branches(tmp_path):
+    built = []
+
+    def counted(**kw):
+        built.append(kw)
+        return gym.make("AXPO-MathVista-v0", **kw)
+
+    gym.register("AXPOTest-Counted-v0", entry_point=counted)
+    base = HFPolicy.from_pretrained(tiny.cached("vl"))
+    policy = WrongCallsThenRecoverable(base.model, base.processor)
+    cfg = config(AXPOConfig, tmp_path, max_steps=2, max_turns=3, resample_ratio=1.0,
+                 resamples_per_prefix=2, env_id="AXPOTest-Counted-v0")
+    history = Trainer("axpo", cfg, policy).train()
+    assert [h["axpo/resamples"] for h in history] == [4, 4]  # 2 steps, 2 branches each
+    assert len(built) == 4  # the group's 4 envs served 8 rollouts and 16 resamples
