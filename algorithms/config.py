@@ -173,6 +173,11 @@ class GRPOConfig(_Config):
     top_k: int = _field(
         0, "Keep only the k most likely tokens when sampling; 0 turns it off, as in TRL.",
         "generation")
+    generation_batch_size: int | None = _field(
+        None, "Episodes played together, each turn of them sampled in one batch (an episode "
+        "that ends frees its row). None: all of the step's rollouts on this process at once, as "
+        "TRL generates its whole generation batch; lower it when their KV caches do not fit.",
+        "generation")
 
     # Training
     output_dir: str = _field(
@@ -268,6 +273,8 @@ class GRPOConfig(_Config):
         _check(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
         _check(0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}")
         _check(self.top_k >= 0, f"top_k must be >= 0 (0 turns it off), got {self.top_k}")
+        _check(self.generation_batch_size is None or self.generation_batch_size >= 1,
+               f"generation_batch_size must be None or >= 1, got {self.generation_batch_size}")
         _check(self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}")
         _check(self.tasks_per_step >= 1, f"tasks_per_step must be >= 1, got {self.tasks_per_step}")
         _check(self.learning_rate >= 0, f"learning_rate must be >= 0, got {self.learning_rate}")

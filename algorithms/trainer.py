@@ -146,7 +146,8 @@ class Trainer:
         sampling = replace(self.sampling, seed=cfg.seed * 100_003 + self.step)
         trajectories = rollout(self.envs, self.policy, tasks, group_size=cfg.num_generations,
                                sampling=sampling, seed=cfg.seed + 1000 * self.step,
-                               env_kwargs=self.env_kwargs, progress=False)
+                               batch_size=cfg.generation_batch_size
+                               or max(1, len(tasks) * cfg.num_generations), progress=False)
         groups = [trajectories[i:i + cfg.num_generations]
                   for i in range(0, len(trajectories), cfg.num_generations)]
         metrics = rollout_metrics(groups, cfg.num_generations)
