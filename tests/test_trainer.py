@@ -197,12 +197,13 @@ def hand_batch(policy):
     return TrainBatch(samples, 3, sum(TRAINED))
 
 
-def update_gradient(tmp_path, loss_type, batch_size, accumulation):
+def update_gradient(tmp_path, loss_type, batch_size, accumulation, **kw):
     """The gradient the trainer's optimizer update sees (clipping off), flattened."""
     trainer = Trainer("grpo", config(GRPOConfig, tmp_path, loss_type=loss_type,
                                      max_completion_length=4, max_grad_norm=0.0,
                                      per_device_train_batch_size=batch_size,
-                                     gradient_accumulation_steps=accumulation), make_policy())
+                                     gradient_accumulation_steps=accumulation, **kw),
+                      make_policy())
     seen = []
     trainer.optimizer.step = lambda *a, **k: seen.append(torch.cat(
         [(torch.zeros_like(p) if p.grad is None else p.grad).flatten().clone()
@@ -301,3 +302,11 @@ def test_envs_are_built_once_per_trainer_and_reused_across_steps_and_branches(tm
     history = Trainer("axpo", cfg, policy).train()
     assert [h["axpo/resamples"] for h in history] == [4, 4]  # 2 steps, 2 branches each
     assert len(built) == 4  # the group's 4 envs served 8 rollouts and 16 resamples
+
+
+def test_gradient_checkpointing_gives_the_same_update(tmp_path):
+    plain = update_gradient(tmp_path / "plain", "dapo", 2, 2)
+    trainer = Trainer("grpo", config(GRPOConfig, tmp_path / "gc", gradient_checkpointing=True),
+                      make_policy())
+    assert trainer.policy.model.is_gradient_checkpointing
+    close(update_gradient(tmp_path / "gc2", "dapo", 2, 2, gradient_checkpointing=True), plain)
