@@ -273,12 +273,19 @@ class Trainer:
                   grad: bool = True) -> torch.Tensor:
         """Log-probabilities of ids[1:] of a left-padded micro-batch under `model` (default:
         the policy) at the training temperature, as TRL computes them; gradients only for
-        the policy's own pass."""
+        the policy's own pass. Positions before the batch's first trained token are 0: the LM
+        head skips them (for a long multimodal prompt, most of the row)."""
         prompts: list[TokenPrompt] = [s.trajectory.prompt for s in rows]  # type: ignore[misc]
+        width = max(len(p) for p in prompts)
+        firsts = [width - len(p) + int(s.mask.nonzero()[0]) for p, s in zip(prompts, rows)
+                  if s.mask.any()]
+        keep = width - min(firsts, default=width - 2)  # logits from the first trained position
         with torch.set_grad_enabled(grad and model is None):
-            logits, ids = self.policy.forward_logits(prompts, model or self.model)
+            logits, ids = self.policy.forward_logits(prompts, model or self.model, keep)
             warped = warp(logits[:, :-1], SamplingParams(temperature=self.config.temperature))
-            return warped.gather(-1, ids[:, 1:, None]).squeeze(-1) - warped.logsumexp(-1)
+            logp = warped.gather(-1, ids[:, width - keep + 1:, None]).squeeze(-1) \
+                - warped.logsumexp(-1)
+            return torch.cat([logp.new_zeros(len(rows), width - keep), logp], dim=1)
 
     # ---------------------------------------------------------------------------- checkpoints
 
