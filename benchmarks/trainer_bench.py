@@ -251,6 +251,8 @@ def main() -> int:
                         help="torch threads; 1 by default: a 1M-parameter model's ops are too "
                         "small to split, and a second thread only waits on a shared machine")
     parser.add_argument("--quick", action="store_true", help="1 step each, short SFT")
+    parser.add_argument("--single-turn-only", action="store_true",
+                        help="only part 1 (TRL against ours)")
     args = parser.parse_args()
     try:
         import trl
@@ -269,9 +271,11 @@ def main() -> int:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="axpo-trainer-bench-") as tmp:
         trl_log, ours_log = single_turn(args, Path(tmp))
-        grpo_log, axpo_log = multi_turn(args, Path(tmp))
+        grpo_log, axpo_log = ([], []) if args.single_turn_only else multi_turn(args, Path(tmp))
 
     per_step = f"{args.prompts} prompts x G={args.group} x {args.tokens} tokens"
+    if args.single_turn_only:
+        grpo_log = axpo_log = ours_log  # part 2's rows are dropped below
     turns = (f"{mean(grpo_log, 'turns'):.2f} turns/episode, "
              f"tool use {mean(grpo_log, 'tool_use'):.2f}")
     same = all(g["first_tokens"] == a["first_tokens"] and g["reward"] == a["reward"]
@@ -303,6 +307,8 @@ def main() -> int:
         ("  ratio axpo / grpo", f"{t_axpo / t_grpo:.2f}x", "",
          f"{tok['axpo'] / tok['grpo']:.2f}x", "", "", ""),
     ]
+    if args.single_turn_only:
+        rows = rows[:3]
     print(f"\n{args.steps} measured steps after {args.warmup} warm-up per trainer; "
           f"{time.perf_counter() - t0:.0f} s in all\n")
     print("| run | ms/step | tokens/step | ms/token | rollout ms | update ms | detail |\n"
