@@ -186,13 +186,16 @@ def rollout(env: Envs, policy: HFPolicy | Policy, tasks: Sequence[str | int],
             chunk = jobs[start:start + batch_size]
             envs = pool.take(len(chunk))
             episodes = []
-            for (task, g), e in zip(chunk, envs):
+            last: tuple[Any, Any] = (None, None)  # (observation, its prompt): a group's
+            for (task, g), e in zip(chunk, envs):  # episodes mostly start alike: render once
                 options = {"task_id": task} if isinstance(task, str) else {"index": int(task)}
                 traj = Trajectory(task_id=str(task), group=g)
                 try:
                     obs, _ = e.reset(seed=seed + start + len(episodes), options=options)
                     traj.task_id = e.unwrapped.snapshot().task_id
-                    prompt = policy.prompt(obs)
+                    same = last[0] is not None and _equal(obs, last[0])
+                    prompt = last[1] if same else policy.prompt(obs)
+                    last = (obs, prompt)
                     episodes.append(_Episode(e, traj, prompt, list(prompt.ids), obs["tools"]))
                 except Exception as exc:  # a bad task or image: record it, go on
                     traj.error = f"reset failed: {type(exc).__name__}: {exc}"
@@ -357,6 +360,14 @@ def _copy_turn(turn: Turn) -> Turn:
     return Turn(turn.snapshot, turn.start, list(turn.env_ids), turn.completion, turn.reward,
                 turn.terminated, turn.truncated, dict(turn.info), list(turn.tool_result),
                 turn.action)
+
+
+def _equal(a: Any, b: Any) -> bool:
+    """`a == b`, False where the comparison itself fails (e.g. arrays in an observation)."""
+    try:
+        return bool(a == b)
+    except Exception:
+        return False
 
 
 def _turn_seed(sampling: SamplingParams, step: int) -> SamplingParams:
