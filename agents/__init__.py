@@ -6,15 +6,30 @@
     trajectories = rollout("AXPO-MathVista-v0", policy, ["8", "11"], group_size=4)
     branches = branch(trajectories[0], turn=0, keep=20, policy=policy, n=4,
                       env="AXPO-MathVista-v0")
+
+Names are imported on first use, so `from agents import OpenAIPolicy` loads no transformers
+model code.
 """
 
-from agents import tiny
-from agents.hf import HFPolicy, TokenPrompt
-from agents.openai import OpenAIPolicy
-from agents.policy import Completion, Policy, SamplingParams
-from agents.rollout import Trajectory, Turn, branch, rollout
+from __future__ import annotations
 
-__all__ = [
-    "Completion", "HFPolicy", "OpenAIPolicy", "Policy", "SamplingParams", "TokenPrompt",
-    "Trajectory", "Turn", "branch", "rollout", "tiny",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "tiny": None, "HFPolicy": "agents.hf", "TokenPrompt": "agents.hf",
+    "OpenAIPolicy": "agents.openai", "Completion": "agents.policy", "Policy": "agents.policy",
+    "SamplingParams": "agents.policy", "Trajectory": "agents.rollout", "Turn": "agents.rollout",
+    "branch": "agents.rollout", "rollout": "agents.rollout",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'agents' has no attribute {name!r}")
+    module = _EXPORTS[name]
+    if module is None:  # a submodule
+        return importlib.import_module(f"agents.{name}")
+    return getattr(importlib.import_module(module), name)

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from agents import loading
+from agents.chat_encoding import ChatEncoder
 from agents.policy import Completion, Conversation, SamplingParams, split_conversation
 
 
@@ -145,9 +146,12 @@ class HFPolicy:
             self.pad_id = self.eos_ids[0]
         merge = getattr(getattr(processor, "image_processor", None), "merge_size", 2)
         self.patches_per_token = merge * merge  # image patches per image-pad token
-        self.image_pad_id = self.tokenizer.convert_tokens_to_ids("<|image_pad|>")
-        if self.image_pad_id == self.tokenizer.unk_token_id:
-            self.image_pad_id = None
+        self.chat = ChatEncoder(processor)
+        self.image_pad_id = self.chat.special_ids.get("<|image_pad|>")
+        #: Ids that stand for an image's or video's features: a sampled one would make the next
+        #: forward pass raise, so a turn ends before it (see `_completion`).
+        self.vision_slot_ids = {self.chat.special_ids[t] for t in ("<|image_pad|>",
+                                "<|video_pad|>") if t in self.chat.special_ids}
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, *, dtype: Any = None,
@@ -176,19 +180,15 @@ class HFPolicy:
         if tools and template is not None and "tools" not in template:
             raise ValueError("this model's chat template ignores tools=; use a tool-capable "
                              "template or make the env with tools_in_prompt=True")
-        enc = loading.encode(self.processor, messages, tools=tools, add_generation_prompt=True)
+        enc = self.chat.encode_messages(messages, tools, add_generation_prompt=True)
         return TokenPrompt(enc["input_ids"][0].tolist(), enc.get("pixel_values"),
                            enc.get("image_grid_thw"), self.image_pad_id)
 
     def encode_text(self, text: str, images: Sequence[Any] = ()) -> tuple[list[int], dict]:
-        """Ids (and vision inputs) of raw template text; image pads are expanded as the
-        processor does. Used for the env's part of a multi-turn token sequence."""
-        if self.is_vision and images:
-            out = self.processor(text=[text], images=list(images), return_tensors="pt")
-            vision = {k: out[k] for k in ("pixel_values", "image_grid_thw")}
-            return out["input_ids"][0].tolist(), vision
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        return list(ids), {}
+        """Ids (and vision inputs) of template text from `ChatEncoder.render`/`reply`; image
+        pads are expanded as the processor does. Used for the env's part of a multi-turn token
+        sequence."""
+        return self.chat.encode(text, images if self.is_vision else ())
 
     def continue_prompt(self, prompt: TokenPrompt, completion: Completion,
                         new_messages: Sequence[dict], tools: Sequence[dict] | None = None
@@ -208,18 +208,8 @@ class HFPolicy:
 
     def _reply_text(self, new_messages: Sequence[dict], tools: Sequence[dict] | None
                     ) -> tuple[str, list[Any]]:
-        """Template text after an assistant turn's content: render a stand-in exchange followed
-        by the new messages and keep what follows the stand-in assistant content (templates may
-        re-render that turn's header, e.g. Qwen3's thinking block, but not what follows)."""
-        render = self.processor if _template_text(self.processor) else self.tokenizer
-        base = [{"role": "user", "content": "\x00"}, {"role": "assistant", "content": "\x01"}]
-        msgs = [loading.normalize_message(m, keep_images=self.is_vision) for m in new_messages]
-        text = render.apply_chat_template(base + msgs, add_generation_prompt=True, tokenize=False,
-                                          tools=list(tools) if tools and self.render_tools
-                                          else None)
-        images = [p["image"] for m in msgs if not isinstance(m["content"], str)
-                  for p in m["content"] if p.get("type") == "image"]
-        return text[text.rindex("\x01") + 1:], images
+        """Template text after an assistant turn's content (see `ChatEncoder.reply`)."""
+        return self.chat.reply(new_messages, tools if self.render_tools else None)
 
     # ------------------------------------------------------------------------------ sampling
 
@@ -307,12 +297,19 @@ class HFPolicy:
     def _completion(self, ids: list[int], logp: torch.Tensor, entropy: torch.Tensor,
                     sampling: SamplingParams) -> Completion:
         """Cut a padded row where generation really stopped: after the first stop string, else
-        after the first EOS (kept: the model chose it), else at max_new_tokens."""
+        after the first EOS (kept: the model chose it), else at max_new_tokens. A sampled
+        image/video slot token (`<|image_pad|>`, `<|video_pad|>`) has no image behind it and
+        would make every later forward pass over these ids raise: the turn ends just before it
+        (finish_reason "stop"; the ids kept are exactly the sampled ones)."""
+        slot = next((j for j, t in enumerate(ids) if t in self.vision_slot_ids), None)
+        if slot is not None:  # an image slot without an image: end the turn before it
+            ids = ids[:slot]
         eos = next((j for j, t in enumerate(ids) if t in self.eos_ids), None)
         searched = ids if eos is None else ids[:eos]
         end, reason = _stop_end(self.tokenizer, searched, sampling.stop), "stop"
         if end is None:
-            end, reason = (eos + 1, "stop") if eos is not None else (len(ids), "length")
+            end, reason = (eos + 1, "stop") if eos is not None else (
+                len(ids), "length" if slot is None else "stop")
         ids = ids[:end]
         return Completion(
             text=self.tokenizer.decode(ids, skip_special_tokens=False), token_ids=ids,

@@ -92,7 +92,6 @@ def encode(
     messages: Sequence[Mapping[str, Any]] | Mapping[str, Any],
     tools: Sequence[Mapping[str, Any]] | None = None,
     add_generation_prompt: bool = True,
-    **template_kwargs: Any,
 ) -> dict[str, torch.Tensor]:
     """Model inputs (batch of one) for a conversation, through the chat template.
 
@@ -100,30 +99,16 @@ def encode(
     an image processor (real Qwen3-VL or ours) the result has input_ids, attention_mask and, when
     there are images, pixel_values, image_grid_thw and mm_token_type_ids (1 on image pads); each
     `<|image_pad|>` is expanded to grid_thw.prod() // merge_size**2 copies. With a bare tokenizer
-    (text-only model) image parts are dropped: a text model cannot take them.
+    (text-only model) image parts become a short note and content one string. Special-token
+    strings inside system, user and tool text stay plain text (see `agents.chat_encoding`).
     """
     if isinstance(messages, Mapping):
         tools = tools if tools is not None else (messages.get("tools") or None)
         messages = messages["messages"]
-    tok = getattr(processor_or_tokenizer, "tokenizer", processor_or_tokenizer)
-    has_images = getattr(processor_or_tokenizer, "image_processor", None) is not None
-    msgs = [normalize_message(m, keep_images=has_images) for m in messages]
-    renderer = processor_or_tokenizer if getattr(
-        processor_or_tokenizer, "chat_template", None) else tok
-    text = renderer.apply_chat_template(msgs, tools=list(tools) if tools else None,
-                                        add_generation_prompt=add_generation_prompt,
-                                        tokenize=False, **template_kwargs)
-    images = [p["image"] for m in msgs if not isinstance(m["content"], str)
-              for p in m["content"] if p.get("type") == "image"]
-    if has_images and images:
-        out = processor_or_tokenizer(text=[text], images=images, return_tensors="pt")
-        if "mm_token_type_ids" not in out:  # older processors: build it ourselves
-            out["mm_token_type_ids"] = (
-                out["input_ids"] == tok.convert_tokens_to_ids("<|image_pad|>")).long()
-    else:
-        out = tok([text], return_tensors="pt", add_special_tokens=False)
-    keep = ("input_ids", "attention_mask", "pixel_values", "image_grid_thw", "mm_token_type_ids")
-    return {k: out[k] for k in keep if k in out}
+    from agents.chat_encoding import ChatEncoder
+
+    return ChatEncoder(processor_or_tokenizer).encode_messages(messages, tools,
+                                                               add_generation_prompt)
 
 
 def normalize_message(message: Mapping[str, Any], keep_images: bool) -> dict[str, Any]:

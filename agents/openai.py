@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import re
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
@@ -38,6 +39,7 @@ from requests.adapters import HTTPAdapter
 from agents.openai_messages import (
     clean_tool,
     collect_images,
+    drops_earlier_thinking,
     render_calls,
     restore_stop,
     safe_encode,
@@ -92,6 +94,7 @@ class OpenAIPolicy:
         self.top_logprobs = top_logprobs
         self.send_tools = send_tools
         self.backoff_s = backoff_s
+        self._warned_thinking = False  # warned once: see drops_earlier_thinking
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._session = requests.Session()
         adapter = HTTPAdapter(pool_maxsize=max_workers)
@@ -111,6 +114,7 @@ class OpenAIPolicy:
         convs = list(conversations)
         if not convs:
             return []
+        self._warn_if_thinking_is_dropped(convs)
         with ThreadPoolExecutor(max_workers=min(self.max_workers, len(convs))) as pool:
             images = collect_images(convs)
             urls = dict(zip(images, pool.map(safe_encode, images.values())))
@@ -119,6 +123,24 @@ class OpenAIPolicy:
 
     def close(self) -> None:
         self._session.close()
+
+    def _warn_if_thinking_is_dropped(self, convs: list[Conversation]) -> None:
+        if self._warned_thinking:
+            return
+        for conv in convs:
+            try:
+                dropped = drops_earlier_thinking(split_conversation(conv)[0])
+            except Exception:
+                continue  # reported when that conversation is converted
+            if dropped:
+                self._warned_thinking = True
+                warnings.warn(
+                    "a user turn (the env's format-error message) follows an assistant turn "
+                    "with thinking: a server's Qwen3-style chat template re-renders the earlier "
+                    "turns without their thinking, so later turns of this episode see another "
+                    "context than HFPolicy (which keeps the ids the model saw) trains on. See "
+                    "the README, 'Agents'.", RuntimeWarning, stacklevel=3)
+                return
 
     # ----------------------------------------------------------------------------------------
 

@@ -57,6 +57,25 @@ def to_openai(messages: list[Any], mode: str, urls: dict[int, Any]) -> list[dict
     return out
 
 
+def drops_earlier_thinking(messages: Sequence[Mapping[str, Any]]) -> bool:
+    """True when a user turn that is not a tool response follows an assistant turn with
+    thinking: Qwen3-style templates then re-render every turn before that user turn without its
+    thinking (they keep reasoning only after the last real user query). The env sends format
+    errors as such a user turn; `HFPolicy` keeps the earlier thinking in the ids it feeds, a
+    server re-rendering the conversation does not."""
+    thought = False
+    for m in messages:
+        content = m.get("content")
+        text = content if isinstance(content, str) else "".join(
+            p.get("text", "") for p in content or () if isinstance(p, Mapping))
+        if m.get("role") == "assistant" and "</think>" in text:
+            thought = True
+        elif (m.get("role") == "user" and thought
+              and not text.strip().startswith("<tool_response>")):
+            return True
+    return False
+
+
 def _parts(content: Any, urls: dict[int, Any]) -> list[dict[str, Any]]:
     if isinstance(content, str):
         return [{"type": "text", "text": content}]

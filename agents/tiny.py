@@ -286,13 +286,16 @@ def build(
     vocab_size: int = 1536,
     min_pixels: int = 32 * 32,
     max_pixels: int = 128 * 128,
+    chat_template: str | None = None,
     **config_overrides: Any,
 ) -> Path:
     """Write a tiny seeded checkpoint to `path` and return it.
 
     "vl": Qwen3VLForConditionalGeneration (~1.6M params) + tokenizer + Qwen3-VL processor files;
     "text": Qwen3ForCausalLM (~1.1M params) + the same tokenizer. `min_pixels`/`max_pixels`
-    bound the image area (64x64 -> 4 image tokens). `config_overrides` go to the config
+    bound the image area (64x64 -> 4 image tokens). `chat_template`: Jinja text to ship instead
+    of the embedded one (e.g. a real Qwen template, to test against it). `config_overrides` go
+    to the config
     (`text_config=` / `vision_config=` dicts update the VL towers). Same seed, same weights.
     """
     from transformers import GenerationConfig, Qwen3ForCausalLM, Qwen3VLForConditionalGeneration
@@ -302,6 +305,8 @@ def build(
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     tok = build_tokenizer(vocab_size)
+    template = chat_template or CHAT_TEMPLATE
+    tok.chat_template = template
     if kind == "vl":
         config, model_cls = _vl_config(tok, **config_overrides), Qwen3VLForConditionalGeneration
     else:
@@ -316,7 +321,7 @@ def build(
     if kind == "vl":
         processor = _processor_class()(
             image_processor=_image_processor(min_pixels, max_pixels), tokenizer=tok,
-            video_processor=_video_processor(), chat_template=CHAT_TEMPLATE)
+            video_processor=_video_processor(), chat_template=template)
         processor.save_pretrained(path)
     else:
         tok.save_pretrained(path)
@@ -326,12 +331,13 @@ def build(
 _CACHE: dict[tuple, Path] = {}
 
 
-def cached(kind: Literal["vl", "text"] = "vl", seed: int = 0) -> Path:
+def cached(kind: Literal["vl", "text"] = "vl", seed: int = 0,
+           chat_template: str | None = None) -> Path:
     """`build` once per process into a temp dir (removed at exit); tests call this a lot."""
-    key = (kind, seed)
+    key = (kind, seed, chat_template)
     if key not in _CACHE or not (_CACHE[key] / "config.json").exists():
         root = Path(tempfile.mkdtemp(prefix=f"axpo-tiny-{kind}-"))
         atexit.register(shutil.rmtree, root, ignore_errors=True)
-        _CACHE[key] = build(root, kind=kind, seed=seed)
+        _CACHE[key] = build(root, kind=kind, seed=seed, chat_template=chat_template)
     return _CACHE[key]
 

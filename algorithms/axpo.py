@@ -206,13 +206,13 @@ def axpo_batch(groups: Sequence[Sequence[Trajectory]], branches: Sequence[Branch
                     or id(source) not in row or not b.resamples:
                 continue
             recovery_reward = max(shaped_reward(t, config) for t in b.resamples)  # Eq. 3
+            at = next(i for i, t in enumerate(originals) if t is source)
             credited = rewards(originals)
-            credited[originals.index(source)] = recovery_reward
+            credited[at] = recovery_reward
             others = [t for t in resamples if joint]
             if others:
                 credited = torch.cat([credited, rewards(others)])
-            prefix_advantage = group_advantages(credited, [0] * len(credited), scale)[
-                originals.index(source)]  # Eq. 4
+            prefix_advantage = group_advantages(credited, [0] * len(credited), scale)[at]  # Eq. 4
             cut = source.turns[b.turn].generated_start + b.keep  # ids before this: t1_src
             src = row[id(source)]
             src.mask[cut - 1:] = 0  # the failed continuation is masked

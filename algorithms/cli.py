@@ -317,6 +317,9 @@ def _eval(config: EvalConfig) -> int:
     from algorithms.evaluate import EvalError, run_eval
     from axpo_env.errors import DatasetError
 
+    print(f"axpo eval: scoring answers in {config.scoring} mode"
+          + (" (each benchmark's published rules)" if config.scoring == "official" else
+             " (axpo's lenient rules; not comparable with published numbers)"), file=sys.stderr)
     try:
         report = run_eval(config)
     except EvalError as e:

@@ -9,6 +9,8 @@ Per benchmark, over its items (tasks) and their k samples each:
 - all-wrong tool share: among tasks with a tool-using episode, the share whose tool-using
   episodes are all wrong (the Thinking-Acting Gap's symptom, `metrics.thinking_acting_gap`);
   None when no episode used a tool.
+- all-wrong no-tool share: the same for the episodes without a tool call, among tasks that have
+  one (the AXPO paper's Fig. 3 shows the two side by side); None when every episode used a tool.
 - truncated / errors: episodes that never answered within the turn limit, and episodes cut short
   by a failure (a corrupt image, a server error). Both count as wrong answers.
 
@@ -21,7 +23,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,22 @@ class Report:
     k: int
     benchmarks: dict[str, dict[str, Any]]
     average: dict[str, Any]
+    #: The scoring mode of each benchmark ("official", "lenient", or "own rule" for a task
+    #: without modes); empty when unknown.
+    scoring: dict[str, str] = field(default_factory=dict)
+
+    def scoring_line(self) -> str:
+        """One line saying how the answers were scored, naming benchmarks that differ."""
+        if not self.scoring:
+            return ""
+        modes = list(self.scoring.values())
+        main = max(set(modes), key=modes.count)
+        odd = [f"{env} {mode}" for env, mode in self.scoring.items() if mode != main]
+        note = {"official": "each benchmark's published scoring rules, quirks included",
+                "lenient": "axpo's lenient rules, the RL reward; not comparable with "
+                           "published numbers"}.get(main, "")
+        line = f"Scoring: {main}" + (f" ({note})" if note else "")
+        return line + (f"; except {', '.join(odd)}" if odd else "") + "."
 
     @property
     def pass_k(self) -> str:
@@ -47,7 +65,8 @@ class Report:
     def rate_keys(self) -> list[str]:
         """The metrics that are shares in [0, 1] or means: one plot each."""
         keys = ["pass@1", self.pass_k] if self.k > 1 else ["pass@1"]
-        return keys + ["tool_use_rate", "tool_error_rate", "mean_turns", "all_wrong_tool_share"]
+        return keys + ["tool_use_rate", "tool_error_rate", "mean_turns", "all_wrong_tool_share",
+                       "all_wrong_no_tool_share"]
 
     def rows(self) -> list[dict[str, Any]]:
         """One flat record per benchmark, then the average: the CSV and JSON rows."""
@@ -81,6 +100,8 @@ def benchmark_metrics(rows: Sequence[Mapping[str, Any]], k: int) -> dict[str, An
         "mean_turns": _mean([r["turns"] for r in rows]),
         "all_wrong_tool_share": (gap["all_wrong_tool_subgroup_share"]
                                  if gap["groups_with_tool_use"] else None),
+        "all_wrong_no_tool_share": (gap["all_wrong_no_tool_subgroup_share"]
+                                    if gap["groups_with_no_tool_use"] else None),
         "accuracy_with_tools": gap["accuracy_with_tools"] if calls else None,
         "accuracy_without_tools": (gap["accuracy_without_tools"]
                                    if gap["tool_use_rate"] < 1 else None),
@@ -114,6 +135,7 @@ def markdown(report: Report) -> str:
         columns.append((report.pass_k, f"Pass@{report.k}"))
     columns += [("tool_use_rate", "Tool use"), ("tool_error_rate", "Tool errors"),
                 ("mean_turns", "Mean turns"), ("all_wrong_tool_share", "All-wrong tool tasks"),
+                ("all_wrong_no_tool_share", "All-wrong no-tool tasks"),
                 ("truncated", "Truncated"), ("errors", "Errors")]
     lines = ["| Benchmark | " + " | ".join(t for _, t in columns) + " |",
              "|---|" + "---:|" * len(columns)]
@@ -121,6 +143,8 @@ def markdown(report: Report) -> str:
         name = f"**{row['benchmark']}**" if row["benchmark"] == AVERAGE else row["benchmark"]
         lines.append(f"| {name} | " + " | ".join(fmt(key, row[key]) for key, _ in columns)
                      + " |")
+    if report.scoring:
+        lines += ["", report.scoring_line()]
     return "\n".join(lines)
 
 
@@ -147,8 +171,9 @@ def write_report(report: Report, output_dir: Path, config: Mapping[str, Any]) ->
         writer.writeheader()
         writer.writerows({k: "" if v is None else v for k, v in r.items()} for r in rows)
     paths["json"].write_text(json.dumps(
-        {"k": report.k, "config": dict(config), "benchmarks": report.benchmarks,
-         "average": report.average}, indent=2) + "\n", encoding="utf-8")
+        {"k": report.k, "config": dict(config), "scoring": report.scoring,
+         "benchmarks": report.benchmarks, "average": report.average}, indent=2) + "\n",
+        encoding="utf-8")
     for key in report.rate_keys:
         paths[key] = plot_metric(report, key, output_dir / "plots")
     return paths

@@ -21,6 +21,31 @@ class EvalError(ValueError):
     message says what to change."""
 
 
+_EPISODE_FIELDS: dict[str, tuple[type, ...]] = {
+    "env": (str,), "task_id": (str,), "sample": (int,), "correct": (bool,),
+    "reward": (int, float), "tool_calls": (int,), "tool_errors": (int,), "turns": (int,),
+    "truncated": (bool,), "error": (str, type(None)),
+}
+
+
+def _row_problem(row: Any) -> str | None:
+    """What is wrong with a parsed results.jsonl line, or None: resume and the report index
+    these fields, so a line of the wrong shape must stop here, with its line number."""
+    if not isinstance(row, dict):
+        return f"a JSON {type(row).__name__}, not an object"
+    if row.get("type") == "config":
+        if not isinstance(row.get("env"), str) or not isinstance(row.get("config"), dict):
+            return 'a config row needs "env" (a string) and "config" (an object)'
+        return None
+    if row.get("type") != "episode":
+        return f'"type" is {row.get("type")!r}, not "config" or "episode"'
+    for key, types in _EPISODE_FIELDS.items():
+        value = row.get(key)
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            return f'"{key}" is {str(value)[:40]!r}, not {" or ".join(t.__name__ for t in types)}'
+    return None
+
+
 class ResultsFile:
     """results.jsonl: a config line per env, then one line per finished episode.
 
@@ -46,10 +71,15 @@ class ResultsFile:
             if not line.strip():
                 continue
             try:
-                self.rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise EvalError(f"{self.path} line {n} is not JSON ({e}); remove that line or "
-                                "use another --output-dir") from None
+                row = json.loads(line)
+            except (ValueError, RecursionError) as e:
+                raise EvalError(f"{self.path} line {n} is not JSON ({str(e)[:200]}); remove "
+                                "that line or use another --output-dir") from None
+            problem = _row_problem(row)
+            if problem:
+                raise EvalError(f"{self.path} line {n} is not a row axpo eval writes ({problem});"
+                                " remove that line or use another --output-dir")
+            self.rows.append(row)
         if len(complete) < len(data):
             with self.path.open("r+b") as f:
                 f.truncate(len(complete))

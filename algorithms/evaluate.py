@@ -1,5 +1,8 @@
 """`axpo eval`: run every item of each benchmark env k times and report Pass@1/Pass@k and tool use.
 
+Answers are scored in each task's official mode (the benchmark's published rules, quirks
+included) unless `scoring="lenient"`; the mode is recorded per env and printed with the table.
+
 Episodes go through `agents.rollout` in batches and stream, one batch at a time, to
 `<output_dir>/results.jsonl`, so an interrupted run picks up where it stopped: finished episodes are
 never recomputed and never lost. Each env's first line in that file records the settings its
@@ -15,6 +18,7 @@ seed for every request would make the k samples of an item identical on vLLM).
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 import zlib
 from collections.abc import Iterator, Sequence
@@ -27,9 +31,11 @@ import gymnasium as gym
 from algorithms.config import _check, _document, _field
 from algorithms.eval_report import Report, summarize, write_report
 from algorithms.eval_results import EvalError, ResultsFile, check_settings
+from axpo_env.tasks import SCORING_MODES, load_task_class
 
 __all__ = ["EvalConfig", "EvalError", "make_policy", "resolve_envs", "run_eval"]
 RESULTS = "results.jsonl"
+OWN_RULE = "own rule"  # the scoring of a task that has no official/lenient modes
 
 
 @_document
@@ -42,8 +48,10 @@ class EvalConfig:
         "OpenAI-compatible server URL such as http://localhost:8000/v1 (OpenAIPolicy), or 'tiny' "
         "for the embedded tiny model (smoke tests only). Required.", "model")
     envs: list[str] = _field(
-        ["paper"], "Benchmark env ids, comma-separated; 'paper' means the AXPO paper's suite "
-        "(every built-in benchmark), 'all' every registered axpo env (plugins and ToolArith too).",
+        ["paper"], "Benchmark env ids, comma-separated; 'paper' means the AXPO paper's nine "
+        "benchmarks in its order (MathVision, DynaMath, Math-VR; V*, VisualProbe, HR-Bench 4K/8K; "
+        "HR-MMSearch, MMSearch); 'reasoning', 'perception', 'search' one of its groups; 'all' "
+        "every registered axpo env (MathVista, MathVerse, We-Math, plugins and ToolArith too).",
         "model")
     split: list[str] | None = _field(
         None, "Split to evaluate: one name for every env, or ENV=SPLIT pairs. None: each task's "
@@ -53,6 +61,12 @@ class EvalConfig:
         "a bare PATH when one env is evaluated. None: each task's bundled fixture.", "model")
     tools: list[str] | None = _field(
         None, "Tool names the agent may call. None: each task's default tools.", "model")
+    scoring: Literal["official", "lenient"] = _field(
+        "official", "How answers are scored. official: the verdict each benchmark's published "
+        "scoring code gives on the extracted answer, quirks included, so numbers compare with "
+        "published ones; lenient: axpo's tolerant rules (the RL training reward). Each task "
+        "module's docstring names the upstream file and commit and every lenient deviation.",
+        "model")
     max_turns: int = _field(
         8, "Agent turns per episode (as ToolUseEnv's default). An episode that has not answered "
         "by then is truncated and scored wrong.", "model")
@@ -111,6 +125,8 @@ class EvalConfig:
         _check(0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}")
         _check(self.top_k >= 0, f"top_k must be >= 0 (0 turns it off), got {self.top_k}")
         _check(self.request_timeout > 0, "request_timeout must be > 0")
+        _check(self.scoring in SCORING_MODES,
+               f"scoring must be one of {list(SCORING_MODES)}, got {self.scoring!r}")
         choices = ("auto", "bfloat16", "float16", "float32")
         _check(self.dtype in choices, f"dtype must be one of {list(choices)}, got {self.dtype!r}")
 
@@ -124,16 +140,17 @@ class EvalConfig:
 def resolve_envs(names: Sequence[str]) -> list[str]:
     """Env ids to evaluate, in order; an unknown id is an `EvalError` listing the registered."""
     from axpo_env import registered_envs
-    from axpo_env.tasks import PAPER_BENCHMARKS
+    from axpo_env.tasks import PAPER_BENCHMARKS, PAPER_GROUPS
 
     known = registered_envs()
-    groups = {"all": known, "paper": list(PAPER_BENCHMARKS)}
+    groups = {"all": known, "paper": list(PAPER_BENCHMARKS),
+              **{name: list(ids) for name, ids in PAPER_GROUPS.items()}}
     out: list[str] = []
     for name in names:
         for env_id in groups.get(name, [name]):
             if env_id not in known:
                 raise EvalError(f"unknown env {env_id!r}. Registered envs: {', '.join(known)} "
-                                "(or 'paper', 'all').")
+                                "(or 'paper', 'reasoning', 'perception', 'search', 'all').")
             if env_id not in out:
                 out.append(env_id)
     return out
@@ -238,7 +255,9 @@ def _load_bench(env_id: str, config: EvalConfig, split: str | None, data_dir: st
     kwargs: dict[str, Any] = {"max_turns": config.max_turns}
     if config.tools is not None:
         kwargs["tools"] = list(config.tools)
-    first = gym.make(env_id, split=split, data_dir=data_dir, **kwargs)
+    scoring = config.scoring if _has_scoring_modes(env_id) else OWN_RULE
+    options = {"scoring": scoring} if scoring != OWN_RULE else {}
+    first = gym.make(env_id, split=split, data_dir=data_dir, task_options=options, **kwargs)
     task = first.unwrapped.task
     ids = task.task_ids
     first.close()
@@ -251,9 +270,20 @@ def _load_bench(env_id: str, config: EvalConfig, split: str | None, data_dir: st
         "tools": config.tools, "max_turns": config.max_turns, "samples": config.samples,
         "max_completion_length": config.max_completion_length,
         "temperature": config.temperature, "top_p": config.top_p, "top_k": config.top_k,
-        "seed": config.seed,
+        "seed": config.seed, "scoring": scoring,
     }
     return _Bench(env_id, lambda: gym.make(env_id, task=task, **kwargs), ids, settings)
+
+
+def _has_scoring_modes(env_id: str) -> bool:
+    """Whether the env's task takes `scoring=` (a plugin task may define its own __init__)."""
+    task = gym.spec(env_id).kwargs.get("task")
+    try:
+        cls = load_task_class(task) if isinstance(task, str) else task
+        params = inspect.signature(cls.__init__).parameters.values()
+    except (TypeError, ValueError, ImportError, AttributeError):
+        return False
+    return any(p.name == "scoring" or p.kind is p.VAR_KEYWORD for p in params)
 
 
 def _blocks(pending: set[int], total: int, size: int) -> Iterator[list[int]]:
@@ -320,6 +350,7 @@ def run_eval(config: EvalConfig, policy: Any = None, progress: bool = True) -> R
         done = file.episodes(b.env_id)
         rows += [done[(t, s)] for t in b.task_ids for s in range(config.samples)]
     report = summarize(rows, config.samples, envs)
+    report.scoring = {b.env_id: b.settings["scoring"] for b in benches}
     write_report(report, Path(config.output_dir), config.to_dict())
     return report
 

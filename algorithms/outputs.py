@@ -1,7 +1,9 @@
-"""What a training run leaves behind: the metrics logger, plots and checkpoint discovery.
+"""What a training run leaves behind: the metrics logger, plots and checkpoints.
 
 Shared by the RL trainer and SFT so both write the same files: stable-baselines3's logger
 (stdout, JSONL, CSV, TensorBoard), PNG plots of per-step metrics, `checkpoint-N` folders.
+A checkpoint loads strictly or not at all: a damaged latest one falls back to the one before it,
+with a warning, and `.tmp-*` folders of saves that were killed are removed at the next start.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ import os
 import random
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -20,6 +23,13 @@ import torch
 CHECKPOINT_PREFIX = "checkpoint-"
 RL_PLOT_KEYS = ("reward", "accuracy", "tool_use_rate", "all_wrong_tool_subgroup_share",
                 "all_wrong_no_tool_subgroup_share", "axpo/recovery_rate")
+_TMP_PREFIX = ".tmp-"
+T = TypeVar("T")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint folder that cannot be loaded as it was saved (missing, truncated or
+    mismatched files); the message names the folder and the file."""
 
 
 def write_checkpoint(accelerator: Any, output_dir: Path, step: int,
@@ -32,7 +42,8 @@ def write_checkpoint(accelerator: Any, output_dir: Path, step: int,
     if not accelerator.is_main_process:
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
+    remove_stale_temp(final.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=final.parent))
     write(tmp)
     if final.exists():
         shutil.rmtree(final)
@@ -40,10 +51,70 @@ def write_checkpoint(accelerator: Any, output_dir: Path, step: int,
     return final
 
 
-def latest_checkpoint(output_dir: Path) -> Path | None:
+def remove_stale_temp(output_dir: Path) -> None:
+    """Remove `.tmp-*` folders: saves killed mid-write (only the main process of one run writes
+    into an output dir, so any such folder at a start or before a save is dead)."""
+    for tmp in Path(output_dir).glob(f"{_TMP_PREFIX}*"):
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def checkpoints(output_dir: Path) -> list[Path]:
+    """The `checkpoint-N` folders with a trainer.json, newest first."""
     found = [p for p in Path(output_dir).glob(f"{CHECKPOINT_PREFIX}*")
              if p.name[len(CHECKPOINT_PREFIX):].isdigit() and (p / "trainer.json").exists()]
-    return max(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]), default=None)
+    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]), reverse=True)
+
+
+def latest_checkpoint(output_dir: Path) -> Path | None:
+    found = checkpoints(output_dir)
+    return found[0] if found else None
+
+
+def read_latest(output_dir: Path, read: Callable[[Path], T]) -> tuple[Path, T] | None:
+    """`read(folder)` of the newest checkpoint it succeeds on, newest first, with a warning per
+    damaged one skipped; None when there is none. `read` must only read (nothing is changed
+    until a whole checkpoint has been read). Checkpoints that all fail are an error."""
+    remove_stale_temp(output_dir)
+    failures = []
+    for path in checkpoints(output_dir):
+        try:
+            return path, read(path)
+        except Exception as e:  # a damaged checkpoint, whatever the file format raises
+            failures.append(f"{path.name}: {type(e).__name__}: {str(e)[:300]}")
+            warnings.warn(f"cannot load {path} ({failures[-1]}); trying the checkpoint before "
+                          "it", RuntimeWarning, stacklevel=2)
+    if failures:
+        raise CheckpointError(f"no checkpoint in {output_dir} can be loaded ({'; '.join(failures)})"
+                              ". Remove the damaged ones or start over with resume off.")
+    return None
+
+
+def read_weights(folder: Path, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The weights saved in `folder`, checked against `model`: every parameter and buffer must
+    be there (a tied copy of a saved one may be left out, as `save_pretrained` does) with its
+    shape, and nothing else. A missing or truncated file raises instead of leaving the model
+    at its base weights."""
+    from safetensors.torch import load_file
+
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise CheckpointError(f"{folder} has no *.safetensors weights file")
+    state: dict[str, torch.Tensor] = {}
+    for f in files:
+        state.update(load_file(f))
+    expected = model.state_dict()
+    by_storage: dict[tuple[int, tuple], list[str]] = {}
+    for key, value in expected.items():
+        by_storage.setdefault((value.data_ptr(), tuple(value.shape)), []).append(key)
+    missing = [k for k in expected if k not in state and not any(
+        t in state for t in by_storage[(expected[k].data_ptr(), tuple(expected[k].shape))])]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [k for k in state if k in expected and state[k].shape != expected[k].shape]
+    if missing or unexpected or shapes:
+        raise CheckpointError(f"{folder} does not match the model: missing {missing[:5]}, "
+                              f"unexpected {unexpected[:5]}, other shapes {shapes[:5]}")
+    return state
 
 
 def plot_history(history: Sequence[dict[str, float]], path: Path, keys: Sequence[str],

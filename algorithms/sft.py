@@ -1,12 +1,13 @@
 """Supervised fine-tuning on tool-use trajectories: the cold start before GRPO/AXPO.
 
-Tokens are laid out as an `HFPolicy` rollout lays them out: the prompt up to the generation
-header, each assistant turn exactly as the model generates it (thinking, tool call or answer,
-end-of-turn token), then the template's text for the env's reply; only assistant turns carry
-labels. A turn's target is the template's text up to and with it minus its text up to it plus
-the generation prompt (checked to be a prefix), each segment tokenized on its own. Rendering the
-whole conversation at once would not do: Qwen3's thinking template drops earlier reasoning and
-the `<think>` block of turns without reasoning, which the model did generate.
+Tokens are laid out exactly as an `HFPolicy` rollout of the same conversation records them:
+the prompt through the generation prompt, each assistant turn as the model generates it
+(thinking, tool call or answer; stop strings end a turn, so no end-of-turn token is a target
+unless the text has one), then the template's text for the env's reply (`ChatEncoder.reply`, the
+code `HFPolicy` uses); only assistant turns carry labels. Rendering the whole conversation at
+once would not do: Qwen3's thinking template drops earlier reasoning and inserts an empty
+`<think>` block into turns without `</think>`, neither of which matches what the model samples.
+Text of system, user and tool messages stays plain text (see `agents.chat_encoding`).
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ import torch
 from tqdm.auto import tqdm
 
 from agents import tiny
+from agents.chat_encoding import ChatEncoder
 from agents.hf import HFPolicy
-from agents.loading import normalize_message
 from algorithms.config import SFTConfig
 from algorithms.outputs import (
     make_logger,
@@ -40,10 +41,6 @@ from axpo_env.errors import DatasetError
 
 ROLES = ("system", "user", "assistant", "tool")
 IGNORE = -100  # the label of tokens that carry no loss (PyTorch's cross_entropy ignore_index)
-
-
-#: A stand-in exchange the env's reply is rendered after, as `HFPolicy._reply_text` does.
-_STAND_IN = [{"role": "user", "content": "\x00"}, {"role": "assistant", "content": "\x01"}]
 
 
 class _Bad(ValueError):
@@ -131,22 +128,15 @@ def tokenize_example(processor: Any, example: dict[str, Any],
     """input_ids and labels (IGNORE except on assistant turns), plus pixel_values and
     image_grid_thw when there are images. Longer than `max_length`: cut at the end (never
     through an image's tokens), as the config documents."""
-    tok = getattr(processor, "tokenizer", processor)
-    vision = getattr(processor, "image_processor", None) is not None
+    chat = ChatEncoder(processor)
     try:
-        msgs = [normalize_message(m, keep_images=vision) for m in example["messages"]]
-        pieces = _pieces(processor if getattr(processor, "chat_template", None) else tok,
-                         tok.eos_token or "", msgs, example.get("tools"))
         ids, labels, pixels, grids = [], [], [], []
-        for text, target, images in pieces:
-            if images:
-                out = processor(text=[text], images=images, return_tensors="pt")
-                piece = out["input_ids"][0]
-                pixels.append(out["pixel_values"])
-                grids.append(out["image_grid_thw"])
-            else:
-                piece = torch.tensor(tok(text, add_special_tokens=False)["input_ids"],
-                                     dtype=torch.long)
+        for text, target, images in _pieces(chat, example["messages"], example.get("tools")):
+            piece_ids, vision = chat.encode(text, images)
+            piece = torch.tensor(piece_ids, dtype=torch.long)
+            if vision:
+                pixels.append(vision["pixel_values"])
+                grids.append(vision["image_grid_thw"])
             ids.append(piece)
             labels.append(piece if target else torch.full_like(piece, IGNORE))
     except Exception as e:  # a bad image or a template that cannot render it: name the line
@@ -156,39 +146,54 @@ def tokenize_example(processor: Any, example: dict[str, Any],
     if pixels:
         out["pixel_values"], out["image_grid_thw"] = torch.cat(pixels), torch.cat(grids)
     if max_length is not None and len(out["input_ids"]) > max_length:
-        out = _truncate(out, max_length, tok, processor)
+        out = _truncate(out, max_length, chat.tokenizer, processor)
     return out
 
 
-def _pieces(renderer: Any, eos: str, msgs: list[dict], tools: list[dict] | None
+def _pieces(chat: ChatEncoder, msgs: list[dict], tools: list[dict] | None
             ) -> list[tuple[str, bool, list[Any]]]:
-    """(text, is_assistant_target, images in it) segments whose concatenation is the rollout."""
-    def render(ms: list[dict], generation_prompt: bool) -> str:
-        return renderer.apply_chat_template(ms, tools=tools, tokenize=False,
-                                            add_generation_prompt=generation_prompt)
-
-    def images(ms: list[dict]) -> list[Any]:
-        return [p["image"] for m in ms if isinstance(m["content"], list)
-                for p in m["content"] if p.get("type") == "image"]
-
+    """(text, is_assistant_target, images in it) segments laid out as an `HFPolicy` rollout
+    lays them out: the prompt through the generation prompt, each assistant turn as the model
+    writes it, then `ChatEncoder.reply` for the env's messages up to the next turn."""
+    eos = chat.tokenizer.eos_token or ""
     turns = [i for i, m in enumerate(msgs) if m["role"] == "assistant"]
-    pieces = [(render(msgs[:turns[0]], True), False, images(msgs[:turns[0]]))]
+    text, images = chat.render(msgs[:turns[0]], tools, True)
+    pieces = [(text, False, images)]
     for k, i in enumerate(turns):
-        prompt, full = render(msgs[:i], True), render(msgs[:i + 1], False)
-        if not full.startswith(prompt):
-            raise ValueError(f"the chat template is not prefix-stable at message {i}: the "
-                             "conversation with that assistant turn does not start with the "
-                             "conversation before it plus the generation prompt")
-        target = full[len(prompt):]
-        ends = bool(eos) and eos in target
-        pieces.append((target[:target.rindex(eos) + len(eos)] if ends else target, True, []))
-        if k + 1 < len(turns):  # the env's reply as HFPolicy._reply_text renders it
-            between = msgs[i + 1:turns[k + 1]]
-            reply = render(_STAND_IN + between, True)
-            reply = reply[reply.rindex("\x01") + 1:]
-            pieces.append((reply[len(eos):] if ends and reply.startswith(eos) else reply,
-                           False, images(between)))
+        target = assistant_text(msgs[i], opened_thinking=pieces[-1][0].endswith("<think>\n"))
+        pieces.append((target, True, []))
+        if k + 1 < len(turns):
+            reply, images = chat.reply(msgs[i + 1:turns[k + 1]], tools)
+            if eos and target.endswith(eos) and reply.startswith(eos):  # the model ended it
+                reply = reply[len(eos):]
+            pieces.append((reply, False, images))
     return pieces
+
+
+def assistant_text(message: dict[str, Any], opened_thinking: bool) -> str:
+    """What the model generates for an assistant message: its text as it is (no end-of-turn
+    token unless the text has one; no empty thinking block the template would insert), with
+    `reasoning_content` and `tool_calls` written as Qwen's templates write them. After a
+    generation prompt that already opened `<think>` (`opened_thinking`), a leading `<think>` in
+    the text is that same tag and is not generated again."""
+    content = message.get("content") or ""
+    if not isinstance(content, str):
+        content = "".join(p.get("text", "") for p in content
+                          if isinstance(p, dict) and p.get("type", "text") == "text")
+    head, reasoning = "", message.get("reasoning_content")
+    if isinstance(reasoning, str):
+        head = ("" if opened_thinking else "<think>\n") + reasoning.strip("\n") + "\n</think>\n\n"
+        content = content.lstrip("\n")
+    elif opened_thinking and content.startswith("<think>"):
+        content = content[len("<think>"):]
+        content = content[1:] if content.startswith("\n") else content
+    for j, call in enumerate(message.get("tool_calls") or []):
+        fn = call.get("function", call) if isinstance(call, dict) else {}
+        args = fn.get("arguments", {})
+        args = args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)
+        content += ("\n" if j or content else "") + (
+            f'<tool_call>\n{{"name": "{fn.get("name")}", "arguments": {args}}}\n</tool_call>')
+    return head + content
 
 
 def _truncate(ex: dict[str, torch.Tensor], end: int, tok: Any, processor: Any

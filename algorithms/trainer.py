@@ -38,9 +38,11 @@ from algorithms.loss import Normalizers, policy_loss, update_loss
 from algorithms.metrics import pass_at_k, thinking_acting_gap
 from algorithms.outputs import (
     RL_PLOT_KEYS,
-    latest_checkpoint,
+    CheckpointError,
     make_logger,
     plot_history,
+    read_latest,
+    read_weights,
     seed_everything,
     write_checkpoint,
 )
@@ -106,8 +108,10 @@ class Trainer:
         self.step = 0
         self.history: list[dict[str, float]] = []
         self.output_dir = Path(cfg.output_dir)
-        if cfg.resume:
-            self.load_checkpoint(latest_checkpoint(self.output_dir))
+        if cfg.resume:  # the newest checkpoint that loads whole; damaged ones are warned about
+            found = read_latest(self.output_dir, self._read_checkpoint)
+            if found is not None:
+                self._apply_checkpoint(found[1])
         self.logger = make_logger(self.output_dir, cfg.report_to,
                                    self.accelerator.is_main_process)
 
@@ -308,25 +312,30 @@ class Trainer:
         return write_checkpoint(self.accelerator, self.output_dir, self.step, write)
 
     def load_checkpoint(self, path: Path | None) -> None:
-        """Continue from a checkpoint written by `save_checkpoint` (None: start fresh)."""
-        if path is None:
-            return
-        from safetensors.torch import load_file
+        """Continue from a checkpoint written by `save_checkpoint` (None: start fresh). It loads
+        whole or not at all: a missing, truncated or mismatched file raises before anything
+        changes."""
+        if path is not None:
+            self._apply_checkpoint(self._read_checkpoint(Path(path)))
 
-        model = self.policy.model
-        state = {}
-        for f in sorted(path.glob("*.safetensors")):
-            state.update(load_file(f))
-        model.load_state_dict(state, strict=False)
+    def _read_checkpoint(self, path: Path) -> tuple[dict, dict, int, list]:
+        state = read_weights(path, self.policy.model)
         saved = torch.load(path / "trainer_state.pt", weights_only=False)
+        keys = {"optimizer", "scheduler", "torch_rng", "python_rng", "numpy_rng", "trainer_rng"}
+        if not isinstance(saved, dict) or not keys <= saved.keys():
+            raise CheckpointError(f"{path / 'trainer_state.pt'} lacks {sorted(keys)}")
+        meta = json.loads((path / "trainer.json").read_text())
+        return state, saved, int(meta["step"]), list(meta["history"])
+
+    def _apply_checkpoint(self, loaded: tuple[dict, dict, int, list]) -> None:
+        state, saved, self.step, self.history = loaded
+        self.policy.model.load_state_dict(state, strict=False)  # checked: only tied copies left
         self.optimizer.load_state_dict(saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])
         torch.set_rng_state(saved["torch_rng"])
         random.setstate(saved["python_rng"])
         np.random.set_state(saved["numpy_rng"])
         self.rng.bit_generator.state = saved["trainer_rng"]
-        meta = json.loads((path / "trainer.json").read_text())
-        self.step, self.history = int(meta["step"]), list(meta["history"])
 
 
 def rollout_metrics(groups: Sequence[Sequence[Trajectory]], k: int) -> dict[str, float]:

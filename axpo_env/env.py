@@ -12,6 +12,7 @@ import gymnasium as gym
 
 from axpo_env import protocol
 from axpo_env.errors import AxpoError, EpisodeEndedError, SnapshotError, ToolCallError
+from axpo_env.prompt_formats import PromptFormat, get_prompt_format
 from axpo_env.snapshot import EnvSnapshot
 from axpo_env.spaces import UnicodeText, observation_space
 from axpo_env.tasks import Task, TaskItem, load_task_class
@@ -54,6 +55,9 @@ class ToolUseEnv(gym.Env[dict, str]):
 
     Task: ``split``, ``data_dir`` and ``task_options`` (e.g. ``{"judge": fn}``) go to the `Task`.
 
+    Prompt format: ``prompt_format="deepeyes"`` words the system prompt, question and tool
+    replies as that checkpoint family was trained (see `axpo_env.prompt_formats`).
+
     Snapshot/restore: ``snapshot()`` returns an immutable, picklable `EnvSnapshot`;
     ``restore(s)`` continues from it exactly, stateful tools (the Python session) included.
     """
@@ -73,6 +77,7 @@ class ToolUseEnv(gym.Env[dict, str]):
         system_prompt: str | None = None,
         render_mode: str | None = None,
         task_options: Mapping[str, Any] | None = None,
+        prompt_format: str | PromptFormat | None = None,
     ):
         if max_turns < 1:
             raise ValueError(f"max_turns must be >= 1, got {max_turns}")
@@ -89,6 +94,7 @@ class ToolUseEnv(gym.Env[dict, str]):
         self.tools_in_prompt = tools_in_prompt
         self.render_mode = render_mode
         self._system_prompt = system_prompt
+        self.prompt_format = get_prompt_format(prompt_format)
         self.observation_space = observation_space()
         self.action_space = UnicodeText(max_length=None)
         self._item: TaskItem | None = None
@@ -118,7 +124,8 @@ class ToolUseEnv(gym.Env[dict, str]):
         self._item = item = self.task.episode_item(self.task.items[index], episode_seed)
         images = tuple(item.images)
         question = [{"type": "image", "image": im} for im in images]
-        question.append({"type": "text", "text": item.question})
+        suffix = self.prompt_format.question_suffix if self.prompt_format else ""
+        question.append({"type": "text", "text": item.question + suffix})
         messages = (
             _message("system", [{"type": "text", "text": self.system_prompt}]),
             _message("user", question),
@@ -158,7 +165,7 @@ class ToolUseEnv(gym.Env[dict, str]):
             messages.append(_message("user", [{"type": "text", "text": parsed.error}]))
         elif parsed.answer is not None:
             answer, terminated = parsed.answer, True
-            reward = float(self.task.score(self._item, parsed.answer))
+            reward = self._score(parsed.answer)
         elif len(parsed.calls) > self.max_tool_calls_per_turn:
             calls, errors = calls + len(parsed.calls), errors + len(parsed.calls)
             text = (f"Error: {len(parsed.calls)} tool calls in one turn; at most "
@@ -168,7 +175,7 @@ class ToolUseEnv(gym.Env[dict, str]):
             for call in parsed.calls:
                 result, failed = self._run_call(call, tuple(images))
                 calls, errors = calls + 1, errors + failed
-                messages.append(self._tool_message(result, first_index=len(images)))
+                messages.append(self._reply(result, first_index=len(images)))
                 images.extend(result.images)
 
         turn = s.turn + 1
@@ -255,6 +262,8 @@ class ToolUseEnv(gym.Env[dict, str]):
     def system_prompt(self) -> str:
         if self._system_prompt is not None:
             return self._system_prompt
+        if self.prompt_format and self.prompt_format.system_prompt is not None:
+            return self.prompt_format.system_prompt
         parts = [self.task.instructions]
         if self.tools_in_prompt and self.tools:
             parts.append(protocol.render_tools_block(self.tool_schemas))
@@ -265,6 +274,15 @@ class ToolUseEnv(gym.Env[dict, str]):
         if self._state is None:
             raise AxpoError("call reset() before step(), snapshot() or render()")
         return self._state
+
+    def _score(self, answer: str) -> float:
+        """The task's score of `answer`; a scorer that fails on hostile text scores 0 (logged)."""
+        try:
+            return float(self.task.score(self._item, answer))
+        except Exception:
+            logger.warning("%s failed to score an answer; scored 0", self.env_id,
+                           exc_info=True)
+            return 0.0
 
     def _run_call(self, call: protocol.ToolCall, images: tuple) -> tuple[ToolResult, bool]:
         """Run one call; every failure becomes an error result for the agent."""
@@ -284,11 +302,16 @@ class ToolUseEnv(gym.Env[dict, str]):
             return ToolResult(f"Error: the tool {tool.name!r} failed: "
                               f"{type(e).__name__}: {str(e)[:300]}"), True
 
+    def _reply(self, result: ToolResult, first_index: int) -> dict[str, Any]:
+        if self.prompt_format and self.prompt_format.tool_message:
+            return self.prompt_format.tool_message(result)
+        return self._tool_message(result, first_index)
+
     @staticmethod
     def _tool_message(result: ToolResult, first_index: int) -> dict[str, Any]:
         content: list[dict[str, Any]] = [{"type": "image", "image": im} for im in result.images]
         text = result.text
-        if result.images:
+        if result.images and result.note_image_index:
             ids = ", ".join(str(first_index + i) for i in range(len(result.images)))
             text = f"{text}\n(image index {ids})".strip()
         content.append({"type": "text", "text": text})
@@ -301,7 +324,8 @@ class ToolUseEnv(gym.Env[dict, str]):
             {"role": m["role"], "content": [dict(p) for p in m["content"]]}
             for m in self._state.messages
         ]
-        return {"messages": messages, "tools": self.tool_schemas}
+        in_prompt = self.prompt_format and self.prompt_format.tools_in_system_prompt
+        return {"messages": messages, "tools": [] if in_prompt else self.tool_schemas}
 
     def _info(self) -> dict[str, Any]:
         s = self._state

@@ -19,7 +19,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-_TOOL_CALL = re.compile(r"<tool_call>(.*?)(?:</tool_call>|\Z)", re.DOTALL)
+_CALL_OPEN, _CALL_CLOSE = "<tool_call>", "</tool_call>"
+_CALL_END = re.compile(r"\s*(?:</tool_call>|\Z)")
+_DECODER = json.JSONDecoder()
+_MAX_DEPTH = 64  # arguments nested deeper are refused: nothing downstream must recurse on them
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _THINK_END = "</think>"
 
@@ -49,8 +52,8 @@ def parse_turn(text: str) -> ParsedTurn:
     """Split an agent turn into thinking, tool calls and final answer."""
     cut = text.rfind(_THINK_END)
     thinking, body = (text[:cut], text[cut + len(_THINK_END) :]) if cut >= 0 else ("", text)
-    calls = tuple(_parse_call(m.group(1)) for m in _TOOL_CALL.finditer(body))
-    answer = extract_answer(body)
+    calls, outside = _split_calls(body)
+    answer = extract_answer(outside)
     if calls and answer is not None:
         return ParsedTurn(
             thinking,
@@ -89,21 +92,76 @@ def _last_boxed(text: str) -> str | None:
     return None
 
 
-def _parse_call(raw: str) -> ToolCall:
+def _split_calls(body: str) -> tuple[tuple[ToolCall, ...], str]:
+    """The tool calls in `body` and the text outside them. A call's JSON is read as JSON first,
+    so a `</tool_call>` or `<answer>` inside one of its strings belongs to the call; a call
+    that is not valid JSON ends at the next `</tool_call>` (or the end of the text)."""
+    calls, outside, pos = [], [], 0
+    while (start := body.find(_CALL_OPEN, pos)) >= 0:
+        outside.append(body[pos:start])
+        start += len(_CALL_OPEN)
+        first = len(body) - len(body[start:].lstrip())
+        try:
+            obj, end = _DECODER.raw_decode(body, first)
+            closing = _CALL_END.match(body, end)
+        except (ValueError, RecursionError):  # not JSON, too deep, or a 5000-digit integer
+            closing = None
+        if closing is not None:
+            calls.append(_parse_call(body[first:end], obj))
+            pos = closing.end()
+        else:
+            stop = body.find(_CALL_CLOSE, start)
+            stop = len(body) if stop < 0 else stop
+            calls.append(_parse_call(body[start:stop]))
+            pos = min(len(body), stop + len(_CALL_CLOSE))
+    outside.append(body[pos:])
+    return tuple(calls), "".join(outside)
+
+
+def _depth(obj: Any, limit: int) -> bool:
+    """Whether `obj` nests more than `limit` containers deep (iterative: no recursion)."""
+    stack = [(obj, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((c, depth + 1) for c in children)
+    return False
+
+
+_NOT_READ = object()
+
+
+def _parse_call(raw: str, obj: Any = _NOT_READ) -> ToolCall:
+    """One call from its JSON text (`obj`: already decoded). Never raises: a bad call carries
+    its `error` for the agent."""
     raw = raw.strip()
-    try:
-        obj = json.loads(raw)
-    except json.JSONDecodeError as e:
-        why = f"The tool call is not valid JSON ({e.msg} at char {e.pos}). Write {CALL_FORMAT}."
-        return ToolCall(None, None, why)
+    if obj is _NOT_READ:
+        try:
+            obj = json.loads(raw)
+        except json.JSONDecodeError as e:
+            why = f"The tool call is not valid JSON ({e.msg} at char {e.pos}). Write {CALL_FORMAT}."
+            return ToolCall(None, None, why)
+        except RecursionError:
+            return ToolCall(None, None, f"The tool call nests too deeply (at most {_MAX_DEPTH}).")
+        except ValueError:  # an integer of more than 4300 digits
+            return ToolCall(None, None, "The tool call has an integer of more than 4300 digits; "
+                            "pass such numbers as strings.")
+    if _depth(obj, _MAX_DEPTH):
+        return ToolCall(None, None, f"The tool call nests too deeply (at most {_MAX_DEPTH}).")
     if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
         return ToolCall(None, None, f'The tool call needs a "name" string. Write {CALL_FORMAT}.')
     args = obj.get("arguments", obj.get("parameters", {}))
     if isinstance(args, str):  # some models double-encode the arguments
         try:
             args = json.loads(args) if args.strip() else {}
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
             return ToolCall(obj["name"], None, '"arguments" must be a JSON object.')
+        if _depth(args, _MAX_DEPTH):
+            return ToolCall(obj["name"], None, f"The arguments nest too deeply (at most "
+                            f"{_MAX_DEPTH}).")
     if not isinstance(args, dict):
         return ToolCall(obj["name"], None, '"arguments" must be a JSON object.')
     return ToolCall(obj["name"], args)

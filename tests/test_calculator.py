@@ -186,6 +186,20 @@ def test_a_worker_that_died_between_calls_is_replaced_silently() -> None:
     assert run("3 + 3") == "6"
 
 
+def test_a_slow_worker_start_keeps_the_time_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A start slower than the startup timeout (a busy machine) used to switch the calculator
+    to in-process evaluation with no time limit for the rest of the process."""
+    _worker_pid()
+    calc._shutdown()
+    monkeypatch.setattr(calc, "_STARTUP_TIMEOUT_S", 0.0)
+    assert "still starting" in refused("1 + 1")[0]
+    assert not calc._NO_WORKER
+    monkeypatch.setattr(calc, "_STARTUP_TIMEOUT_S", 60.0)
+    assert run("2 + 2") == "4"  # on the worker started after the slow one, once it is up
+    message, elapsed = refused("expand((x + y + z + t)**200)")
+    assert "took longer than 1 s" in message and elapsed < 2.5  # the limit still holds
+
+
 def test_in_process_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(calc, "_NO_WORKER", True)
     assert run("sqrt(8)") == "2*sqrt(2) ≈ 2.82842712474619"

@@ -433,3 +433,71 @@ def test_pixel_reasoner_bad_calls(args, message):
     with pytest.raises(ToolCallError) as err:
         pixel_reasoner_crop(args, ctx())
     assert message in str(err.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# crop:qwen3vl against Qwen-Agent's image_zoom_in_tool, step for step
+
+
+def qwen_agent_zoom(image: Image.Image, bbox: list[float]) -> Image.Image:
+    """Qwen-Agent `ImageZoomInToolQwen3VL.call` (qwen_agent/tools/image_zoom_in_qwen3vl.py),
+    transcribed: relative 0-1000 box, `maybe_resize_bbox`, PIL crop of the float box, size from
+    `smart_resize((right - left), (bottom - top), factor=32, min_pixels=256*32*32)` of the
+    float box, PIL bicubic."""
+    import math
+
+    w, h = image.size
+    left, top, right, bottom = (bbox[0] / 1000 * w, bbox[1] / 1000 * h, bbox[2] / 1000 * w,
+                                bbox[3] / 1000 * h)
+    left, top, right, bottom = max(0, left), max(0, top), min(w, right), min(h, bottom)
+    height, width = bottom - top, right - left
+    if height < 32 or width < 32:
+        cx, cy, ratio = (left + right) / 2, (top + bottom) / 2, 32 / min(height, width)
+        hh, hw = math.ceil(height * ratio * 0.5), math.ceil(width * ratio * 0.5)
+        nl, nr = max(0, math.floor(cx - hw)), min(w, math.ceil(cx + hw))
+        nt, nb = max(0, math.floor(cy - hh)), min(h, math.ceil(cy + hh))
+        if nb - nt > 32 and nr - nl > 32:
+            left, top, right, bottom = nl, nt, nr, nb
+    region = image.crop((left, top, right, bottom))
+    new_w, new_h = smart_resize(right - left, bottom - top, 32, 256 * 32 * 32, 12845056)
+    return region.resize((new_w, new_h), resample=Image.BICUBIC)
+
+
+@pytest.mark.parametrize("bbox", [
+    [990, 990, 1000, 1000],  # a corner box that cannot grow to 32 px inside the image
+    [0, 0, 8, 8], [495, 495, 505, 505], [123.4, 56.7, 345.6, 789.1], [0, 0, 1000, 1000],
+    [100, 200, 101, 900], [999, 0, 1000, 1000],
+])
+def test_qwen3vl_reply_is_qwen_agents_pixel_for_pixel(bbox):
+    image = Image.fromarray(np.random.default_rng(3).integers(0, 256, (750, 1000, 3), np.uint8))
+    out = qwen3vl_zoom({"bbox_2d": bbox, "label": "x", "img_idx": 0}, ctx(image))
+    expected = qwen_agent_zoom(image, bbox)
+    assert out.text == "" and not out.note_image_index  # the image alone, as the source
+    assert only(out).size == expected.size
+    assert np.array_equal(np.asarray(only(out)), np.asarray(expected))
+
+
+def test_qwen3vl_tiny_corner_box_is_sized_from_the_float_box():
+    """[990, 990, 1000, 1000] of a 1000x750 image is a 10x7.5 box: the source sizes it
+    608x448; sizing from the rounded 10x8 pixel crop would give 576x480."""
+    image = Image.new("RGB", (1000, 750), GRAY)
+    out = qwen3vl_zoom({"bbox_2d": [990, 990, 1000, 1000], "label": "x", "img_idx": 0},
+                       ctx(image))
+    assert only(out).size == (608, 448)
+
+
+def test_qwen3vl_reply_in_the_env_has_no_image_index_text():
+    from axpo_env import ToolUseEnv
+    from tests.conftest import ToyTask
+
+    env = ToolUseEnv(ToyTask(), tools=["crop:qwen3vl", "crop"], max_turns=3)
+    env.reset(seed=0, options={"index": 0})
+    call = '<tool_call>{"name": "image_zoom_in_tool", "arguments": {"bbox_2d": [0, 0, 500, ' \
+           '500], "label": "x", "img_idx": 0}}</tool_call>'
+    obs, *_ = env.step(call)
+    assert [p["type"] for p in obs["messages"][-1]["content"]] == ["image", "text"]
+    assert obs["messages"][-1]["content"][-1]["text"] == ""
+    obs, *_ = env.step('<tool_call>{"name": "crop", "arguments": {"bbox": [0, 0, 9, 9]}}'
+                       '</tool_call>')
+    assert "(image index 2)" in obs["messages"][-1]["content"][-1]["text"]  # ours still says
+    env.close()

@@ -114,6 +114,7 @@ def test_metrics_match_hand_computed_numbers(two_envs):
     assert arith["tool_error_rate"] == pytest.approx(1 / 4)  # 1 failed call of 4
     assert arith["mean_turns"] == pytest.approx((5 + 5 + 8 + 8) / 16)
     assert arith["all_wrong_tool_share"] == pytest.approx(1 / 3)  # item 2 of items 0, 1, 2
+    assert arith["all_wrong_no_tool_share"] == pytest.approx(2 / 4)  # items 1 and 3 of all 4
     assert arith["accuracy_with_tools"] == pytest.approx(2 / 4)
     assert arith["truncated"] == 3 and arith["errors"] == 0
 
@@ -128,6 +129,7 @@ def test_metrics_match_hand_computed_numbers(two_envs):
     assert avg["tool_error_rate"] == pytest.approx(0.25)
     assert avg["mean_turns"] == pytest.approx((1.625 + 1) / 2)
     assert avg["all_wrong_tool_share"] == pytest.approx(1 / 3)
+    assert avg["all_wrong_no_tool_share"] == pytest.approx((0.5 + 0.0) / 2)
     assert (avg["tasks"], avg["episodes"], avg["truncated"]) == (8, 32, 3)
 
 
@@ -173,7 +175,8 @@ def test_report_files_exist_and_agree(two_envs):
     folder = Path(out) / "plots"
     plots = sorted(p.name for p in folder.iterdir())
     assert plots == sorted(["pass_at_1.png", "pass_at_4.png", "tool_use_rate.png",
-                            "tool_error_rate.png", "mean_turns.png", "all_wrong_tool_share.png"])
+                            "tool_error_rate.png", "mean_turns.png", "all_wrong_tool_share.png",
+                            "all_wrong_no_tool_share.png"])
     for name in plots:
         with Image.open(folder / name) as im:
             assert im.format == "PNG" and im.width > 100
@@ -261,6 +264,21 @@ def test_resume_drops_a_torn_last_line_and_refuses_other_settings(tmp_path):
 
 
 # ------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("bad", ['[1, 2]', '"episode"', '{"type": "episode", "env": 3}',
+                                 '{"type": "config"}', '{"type": "other"}',
+                                 '{"type": "episode", "env": "E", "task_id": "1", "sample": true}',
+                                 "[" * 5000 + "]" * 5000])
+def test_a_middle_line_of_the_wrong_shape_is_a_clear_error(tmp_path, bad):
+    cfg = config(tmp_path, samples=2, limit=2)
+    run_eval(cfg, Scripted(arith_script(2)), progress=False)
+    results = tmp_path / "out" / "results.jsonl"
+    lines = results.read_text().splitlines(keepends=True)
+    results.write_text("".join(lines[:2]) + bad + "\n" + "".join(lines[2:]))
+    with pytest.raises(EvalError, match="line 3 is not"):
+        run_eval(cfg, Scripted(arith_script(2)), progress=False)
+
 
 
 def test_an_unknown_env_is_refused_with_the_registered_ids(tmp_path, capsys):
@@ -399,6 +417,88 @@ def test_paper_and_all_name_the_suites():
     from algorithms.evaluate import resolve_envs
 
     paper = resolve_envs(["paper"])
-    assert len(paper) == 11 and ARITH not in paper and paper[0] == VISTA
-    assert "AXPO-HRBench8K-v0" in paper and "AXPO-MMSearch-v0" in paper
+    assert paper == [  # the AXPO paper's Table 1: reasoning, perception, search
+        "AXPO-MathVision-v0", "AXPO-DynaMath-v0", "AXPO-MathVR-v0",
+        "AXPO-VStar-v0", "AXPO-VisualProbe-v0", "AXPO-HRBench4K-v0", "AXPO-HRBench8K-v0",
+        "AXPO-HRMMSearch-v0", "AXPO-MMSearch-v0",
+    ]
+    assert resolve_envs(["reasoning"]) == paper[:3]
+    assert resolve_envs(["search", "perception"]) == paper[7:] + paper[3:7]
+    everything = resolve_envs(["all"])
+    for extra in (VISTA, "AXPO-MathVerse-v0", "AXPO-WeMath-v0"):  # not the paper's, still here
+        assert extra not in paper and extra in everything and resolve_envs([extra]) == [extra]
     assert ARITH in resolve_envs(["all"]) and resolve_envs([ARITH, "paper"])[0] == ARITH
+
+
+class Boxed:
+    """Answers every Math-VR question right, but dressed in \\boxed{}: the official rule
+    (exact match) rejects that, the lenient one accepts it."""
+
+    def generate(self, conversations, n=1, sampling=None):
+        from axpo_env.tasks.mathvr import MathVR
+
+        answers = {it.question: it.answer for it in MathVR().items}
+        out = []
+        for c in conversations:
+            question = _text(next(m for m in c["messages"] if m["role"] == "user"))
+            out.append([Completion(f"<answer>\\boxed{{{answers[question]}}}</answer>")] * n)
+        return out
+
+
+@pytest.mark.parametrize("scoring, pass1", [(None, 0.0), ("official", 0.0), ("lenient", 1.0)])
+def test_eval_scores_official_by_default_and_says_which_mode(tmp_path, scoring, pass1):
+    extra = {} if scoring is None else {"scoring": scoring}
+    cfg = config(tmp_path, envs=["AXPO-MathVR-v0"], split=None, samples=1, limit=1, **extra)
+    report = run_eval(cfg, Boxed(), progress=False)
+    mode = scoring or "official"
+    assert report.benchmarks["AXPO-MathVR-v0"]["pass@1"] == pass1
+    assert report.scoring == {"AXPO-MathVR-v0": mode}
+    assert markdown(report).splitlines()[-1].startswith(f"Scoring: {mode} (")
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["scoring"] == {"AXPO-MathVR-v0": mode}
+
+
+def test_resuming_with_the_other_scoring_mode_is_refused(tmp_path):
+    cfg = config(tmp_path, envs=["AXPO-MathVR-v0"], split=None, samples=1, limit=1)
+    run_eval(cfg, Boxed(), progress=False)
+    with pytest.raises(EvalError, match="scoring: 'official' then, 'lenient' now"):
+        run_eval(config(tmp_path, envs=["AXPO-MathVR-v0"], split=None, samples=1, limit=1,
+                        scoring="lenient"), Boxed(), progress=False)
+    with pytest.raises(ValueError, match="scoring must be one of"):
+        config(tmp_path, scoring="strict")
+
+
+def test_a_task_without_scoring_modes_is_scored_by_its_own_rule():
+    import gymnasium as gym
+
+    from algorithms.evaluate import OWN_RULE, _has_scoring_modes
+    from axpo_env.tasks import Task
+
+    class Legacy(Task):  # a plugin written before scoring modes existed
+        def __init__(self, split=None, data_dir=None, judge=None):
+            super().__init__(split=split, data_dir=data_dir, judge=judge)
+
+    gym.register(id="Legacy-v0", entry_point="axpo_env.env:ToolUseEnv", kwargs={"task": Legacy})
+    try:
+        assert not _has_scoring_modes("Legacy-v0") and OWN_RULE == "own rule"
+        assert _has_scoring_modes(ARITH) and _has_scoring_modes("AXPO-MathVR-v0")
+    finally:
+        del gym.registry["Legacy-v0"]
+
+
+def test_the_scoring_line_names_benchmarks_scored_otherwise():
+    from algorithms.eval_report import Report
+
+    report = Report(1, {}, {}, scoring={"A-v0": "official", "B-v0": "official",
+                                        "Plugin-v0": "own rule"})
+    assert report.scoring_line() == ("Scoring: official (each benchmark's published scoring "
+                                     "rules, quirks included); except Plugin-v0 own rule.")
+    assert Report(1, {}, {}).scoring_line() == ""
+
+
+def test_the_cli_scores_official_unless_told_lenient(capsys):
+    assert parse(["eval", "--model", "tiny"])[2].scoring == "official"
+    assert parse(["eval", "--model", "tiny", "--scoring", "lenient"])[2].scoring == "lenient"
+    with pytest.raises(SystemExit):
+        parse(["eval", "--model", "tiny", "--scoring", "strict"])
+    assert "invalid choice: 'strict'" in capsys.readouterr().err

@@ -48,6 +48,13 @@ HOSTILE = [
     (calc("factorial(10**9)"), "factorial"),
     (calc("(" * 5000 + "1" + ")" * 5000), "too long"),
     (calc("(" * 400 + "1" + ")" * 400), "nest"),
+    ('<tool_call>{"name": "calculator", "arguments": {"expression": ' + "7" * 5000 + "}}"
+     "</tool_call>", "more than 4300 digits"),
+    ("<tool_call>" + "[" * 15_000 + "]" * 15_000 + "</tool_call>", "nests too deeply"),
+    ('<tool_call>{"name": "calculator", "arguments": ' + '{"a":' * 5000 + "1" + "}" * 5000
+     + "}</tool_call>", "nests too deeply"),
+    ('<tool_call>{"name": "calculator", "arguments": "' + "[" * 15_000 + '"}</tool_call>',
+     "must be a JSON object"),
 ]
 
 
@@ -90,3 +97,23 @@ def test_action_after_the_end_is_a_clear_exception(env):
     env.step("<answer>1</answer>")
     with pytest.raises(EpisodeEndedError, match="call reset"):
         env.step("<answer>2</answer>")
+
+
+@pytest.mark.parametrize("text", ["</tool_call>", "<answer>7</answer>", "\\boxed{7}"])
+def test_protocol_tags_inside_a_calls_json_belong_to_the_call(env, text):
+    """Code that prints a closing tag or an answer is one call, not a broken call or an answer."""
+    env.reset(seed=0, options={"task_id": "13"})
+    obs, reward, terminated, truncated, info = env.step(py(f"print({text!r})"))
+    assert obs["messages"][-1]["content"][-1]["text"] == text
+    assert (terminated, info["tool_errors"], info["format_errors"]) == (False, 0, 0)
+
+
+def test_a_scorer_that_fails_on_the_answer_scores_zero(env, monkeypatch):
+    env.reset(seed=0, options={"task_id": "13"})
+
+    def broken(item, answer):
+        raise ValueError("the scorer choked")
+
+    monkeypatch.setattr(env.task, "score", broken)
+    _, reward, terminated, *_ = env.step("<answer>" + "9" * 5000 + "</answer>")
+    assert (reward, terminated) == (0.0, True)

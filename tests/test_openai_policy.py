@@ -9,6 +9,7 @@ import math
 import socket
 import threading
 import time
+import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import gymnasium as gym
@@ -402,3 +403,21 @@ def test_end_to_end_mathvista_episode(server):
     assert tool_turn.startswith("<tool_response>\n") and "5" in tool_turn
     assert second["messages"][-2] == {"role": "assistant",
                                       "content": "I will compute.\n" + CALL + "</tool_call>"}
+
+
+def test_a_format_error_user_turn_after_thinking_warns_once(server):
+    """A server's template drops earlier thinking once a real user turn follows (the env's
+    format-error message); HFPolicy does not, so evaluation through a server warns."""
+    thinking = {"role": "assistant", "content": [{"type": "text", "text": "Hmm.\n</think>\n\nx"}]}
+    error = {"role": "user", "content": [{"type": "text", "text": "No tool call found."}]}
+    tool = {"role": "tool", "content": [{"type": "text", "text": "5"}]}
+    first = conv("What?")["messages"]
+    p = policy(server)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # tool replies only: nothing to warn about
+        p.generate([{"messages": [*first, thinking, tool]}])
+    with pytest.warns(RuntimeWarning, match="without their thinking"):
+        p.generate([{"messages": [*first, thinking, error]}])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per policy
+        p.generate([{"messages": [*first, thinking, error]}])

@@ -56,8 +56,87 @@ def test_schema_and_isolation(tool):
     fn = tool.schema["function"]
     assert fn["name"] == "python" and fn["parameters"]["required"] == ["code"]
     assert "image_0.png" in fn["description"]
-    expected = "bubblewrap" if tool.isolation == "bwrap" else "rlimits+audit"
+    root = os.geteuid() == 0
+    expected = ("bubblewrap" if tool.isolation == "bwrap"
+                else "namespaces+uid" if root else "rlimits+audit")
     assert tool.isolation_active == expected
+
+
+ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="the uid switch is for root")
+WHO = ("import os\nst = open('/proc/self/status').read()\n"
+       "print(os.getuid(), os.geteuid(), st.split('CapEff:')[1].split()[0])")
+
+
+@ROOT_ONLY
+@pytest.mark.parametrize("isolation", ["auto", "rlimits"])
+def test_root_never_runs_model_code_as_root(isolation):
+    """Python under /root (0700) made the uid switch skip; now every mode drops uid 0 and all
+    capabilities, and the interpreter still imports (pyenv is bound back in)."""
+    t = PythonTool(timeout=5, isolation=isolation)
+    try:
+        uid, euid, caps = run(t, WHO).text.split()
+        assert int(uid) != 0 and int(euid) != 0 and int(caps, 16) == 0
+        assert run(t, "import numpy, PIL.Image\nprint('ok')").text == "ok"
+    finally:
+        t.close()
+
+
+# Runs in a sub-interpreter, which has none of the worker's audit hooks: what the kernel allows.
+BYPASS = """
+import os, socket
+out = []
+for name, act in [
+    ("write", lambda: os.open({target!r}, os.O_WRONLY | os.O_CREAT, dir_fd=os.open("/", 0))),
+    ("fifo", lambda: os.mkfifo("/var/tmp/axpo-fifo")),
+    ("net", lambda: socket.create_connection(("127.0.0.1", 9), timeout=1)),
+    ("root", lambda: os.listdir("/root/.ssh")),
+]:
+    try:
+        act()
+        out.append(name + " ok")
+    except OSError as e:
+        out.append(name + " " + str(e.errno))
+open("res.txt", "w").write(" ".join(out))
+"""
+
+
+@ROOT_ONLY
+@pytest.mark.parametrize("isolation", MODES)
+def test_kernel_contains_code_that_skips_the_audit_hooks(isolation):
+    """The audit hooks are not the wall: code without them still cannot write the host, make a
+    fifo outside scratch, reach 127.0.0.1 or read root's files, in either mode."""
+    t = PythonTool(timeout=5, isolation=isolation)
+    target = f"axpo-planted-{os.getpid()}"  # in /, which root may write
+    try:
+        code = ("import _xxsubinterpreters as s\ni = s.create()\n"
+                f"s.run_string(i, {BYPASS.format(target=target)!r})\nprint(open('res.txt').read())")
+        text = run(t, code).text
+        assert "ok" not in text and text.count(" ") == 7, text
+        assert not os.path.exists("/" + target) and not os.path.exists("/var/tmp/axpo-fifo")
+    finally:
+        t.close()
+
+
+def test_fallback_without_bubblewrap_warns_what_protects(monkeypatch):
+    from axpo_env.tools import _sandbox
+
+    monkeypatch.setattr(_sandbox, "_PLANS", {})
+    monkeypatch.setattr(_sandbox.shutil, "which", lambda name: None)
+    with pytest.warns(RuntimeWarning, match="bubblewrap not installed; isolation is"):
+        plan = _sandbox._resolve_plan("auto")
+    assert plan.bwrap is None and (plan.drop if os.geteuid() == 0 else True)
+
+
+@ROOT_ONLY
+def test_root_without_a_way_to_drop_privileges_is_refused(monkeypatch):
+    from axpo_env.errors import AxpoError
+    from axpo_env.tools import _sandbox
+
+    monkeypatch.setattr(_sandbox, "_PLANS", {})
+    monkeypatch.setattr(_sandbox.shutil, "which", lambda name: None)
+    monkeypatch.setattr(_sandbox, "_probe", lambda plan: "unshare: Operation not permitted")
+    with pytest.raises(AxpoError, match="refuses to run model code as root.*apt install"):
+        _sandbox._resolve_plan("auto")
 
 
 def test_session_persists_and_sees_the_task_image(tool):
@@ -94,6 +173,49 @@ def test_images_refused_safely():
         t.close()
 
 
+def test_symlink_race_never_reads_a_host_image(tmp_path):
+    """While a thread flips a scratch subdir between a real dir and a link to a root-only host
+    dir, the host's scan and image reads (each in a bounded loop) never leave the scratch dir:
+    every path component is opened through a handle, without following links."""
+    import threading
+
+    from axpo_env.tools.python import _load_image, _scan
+
+    scratch, secret = tmp_path / "scratch", tmp_path / "secret"
+    (scratch / "real").mkdir(parents=True)
+    secret.mkdir(mode=0o700)
+    for i in range(50):  # a wide window between the scan's lstat of 'sub' and its listing
+        (scratch / f"f{i}").touch()
+    Image.new("RGB", (5, 5), "blue").save(scratch / "real" / "a.png")
+    Image.new("RGB", (7, 7), "green").save(secret / "a.png")
+    Image.new("RGB", (7, 7), "green").save(secret / "hostonly.png")
+    stop = threading.Event()
+
+    def flip():
+        while not stop.is_set():
+            os.rename(scratch / "real", scratch / "sub")
+            os.rename(scratch / "sub", scratch / "real")
+            os.symlink(secret, scratch / "sub")
+            os.unlink(scratch / "sub")
+
+    flipper = threading.Thread(target=flip)
+    flipper.start()
+    try:
+        names, sizes = set(), set()
+        for _ in range(300):
+            images, _ = _scan(str(scratch))
+            names |= set(images)
+            for rel in ("sub/a.png", "sub/hostonly.png"):
+                img, why = _load_image(str(scratch), rel, 100 * 100)
+                sizes.add(img.size if img else why)
+    finally:
+        stop.set()
+        flipper.join()
+    assert not any("hostonly" in n for n in names)
+    assert (7, 7) not in sizes and sizes <= {(5, 5), "not a regular file inside the working "
+                                             "directory"}
+
+
 HOSTILE = [
     ("while True: pass", "2 s time limit"),
     ("hog = []\nwhile True: hog.append(' ' * 10**7)", "MemoryError"),
@@ -121,15 +243,43 @@ HOSTILE = [
 def test_hostile_code_is_contained(tool, code, message):
     tool.reset(CTX)
     run(tool, "x = 7")
+    paths = ("/etc/x", "/work/x", os.path.join(os.path.dirname(tool._box.scratch), "x"))
+    there = [os.path.exists(p) for p in paths]  # /tmp is shared: another job may have an x
     res = run(tool, code)
     assert message in res.text, res.text
     assert len(res.text) < 5000 and "_sandbox_worker" not in res.text
     if "crashed" in message or "time limit" in message:
         assert "restored to its state before this call" in res.text
         assert tool.snapshot() == ("x = 7",)
-    for path in ("/etc/x", "/work/x", os.path.join(os.path.dirname(tool._box.scratch), "x")):
-        assert not os.path.exists(path)
+    assert [os.path.exists(p) for p in paths] == there
     assert run(tool, "print(x)").text == "7"  # and the session goes on
+
+
+FORGE = """
+import json, os, struct, sys
+f = sys._getframe()
+while "req" not in f.f_locals:
+    f = f.f_back
+def frame(msg):
+    data = json.dumps(msg).encode()
+    return struct.pack(">I", len(data)) + data
+"""
+
+
+def test_forged_reply_frames_cannot_pass_the_output_limit(tool):
+    """The frame pipe is reachable from a cell: a forged reply is cut to the limit on the host,
+    and an oversized or endless stream of frames fails the call instead of filling memory."""
+    tool.reset(CTX)
+    run(tool, "x = 7")
+    res = run(tool, FORGE + "os.write(101, frame({'seq': f.f_locals['req']['seq'], "
+                            "'out': 'y' * 100_000, 'err': 5}))")
+    assert res.text.startswith("y" * 8000 + "\n...[output truncated]") and len(res.text) < 8100
+    res = run(tool, FORGE + "os.write(101, frame({'seq': -1, 'out': 'z' * 15_000_000}))")
+    assert "broke the protocol" in res.text and "restored" in res.text and len(res.text) < 500
+    res = run(tool, FORGE + "for i in range(100):\n"
+                            "    os.write(101, frame({'seq': -1, 'out': 'z' * 100_000}))")
+    assert "broke the protocol" in res.text
+    assert run(tool, "print(x)").text == "7"
 
 
 def test_huge_output_is_truncated(tool):
@@ -160,6 +310,54 @@ def test_cpu_and_disk_limits_roll_back():
         res = run(t, "open('big.bin', 'wb').write(b'x' * (2 << 20))")
         assert "exceeded the 1 MB limit" in res.text and "restored" in res.text
         assert run(t, "import os\nprint(x, os.path.exists('big.bin'))").text == "1 False"
+    finally:
+        t.close()
+
+
+DAEMON = """
+import os, sys, time
+f = sys._getframe()
+while "_DENIED" not in f.f_globals:
+    f = f.f_back
+f.f_globals["_DENIED"].clear()  # one of the audit hooks' bypasses: they are not the wall
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        while True:
+            with open("beat", "a") as out:
+                out.write("x")
+            time.sleep(0.01)
+    os._exit(0)
+time.sleep(0.2)
+print(len(open("beat").read()) > 0)
+"""
+
+
+def test_processes_a_cell_starts_do_not_outlive_the_call(tool):
+    """A double-forked daemon (after bypassing the hooks) is killed when its call ends, so it
+    cannot burn CPU or write into later calls or episodes."""
+    tool.reset(CTX)
+    assert run(tool, DAEMON).text == "True"
+    code = ("import time\nn = len(open('beat').read())\ntime.sleep(0.3)\n"
+            "print(len(open('beat').read()) - n)")
+    assert run(tool, code).text == "0"
+
+
+def test_too_many_files_cannot_hide_bytes_from_the_disk_limit(monkeypatch):
+    """The scan used to stop after 5,000 entries: files past them were not counted. Now more
+    entries than the scan reads is itself a failure, rolled back."""
+    from axpo_env.tools import python
+
+    monkeypatch.setattr(python, "_MAX_SCAN", 100)
+    t = PythonTool(timeout=10, disk_limit=1 << 20, isolation="rlimits")
+    try:
+        t.reset(CTX)
+        run(t, "x = 1")
+        code = ("for i in range(150):\n    open(f'e{i}', 'w').close()\n"
+                "open('zz.bin', 'wb').write(b'x' * (2 << 20))")
+        res = run(t, code)
+        assert "more than 100 files" in res.text and "restored" in res.text
+        assert run(t, "import os\nprint(x, len(os.listdir('.')))").text == "1 1"
     finally:
         t.close()
 
@@ -278,7 +476,9 @@ def test_close_and_garbage_collection_leave_no_processes(tool):
     gc.collect()
     assert not os.path.exists(f"/proc/{pid}")
     alive = {tool._box.worker.proc.pid} if tool._box.worker else set()
-    assert set(_children()) <= alive  # only the module fixture's worker is left
+    if tool._box.pending is not None:  # its spare, kept since an earlier test restored
+        alive.add(tool._box.pending.result(timeout=30)[0].proc.pid)
+    assert set(_children()) <= alive  # only the module fixture's workers are left
 
 
 def test_next_episode_worker_starts_in_the_background(tool):
@@ -305,3 +505,67 @@ def test_python_installed_under_tmp_stays_visible_in_the_sandbox(monkeypatch):
         bind = argv.index("/tmp/ci/checkout/.venv")
         assert argv[bind - 1] == "--ro-bind" and bind > tmpfs
         assert "/usr" not in argv[tmpfs:]  # only what the tmpfs hides is bound again
+
+
+def test_scratch_dirs_of_killed_processes_are_removed_at_the_next_start(tmp_path):
+    import subprocess
+    import sys
+
+    gone = subprocess.Popen([sys.executable, "-c", ""])
+    gone.wait()
+    dead = tmp_path / f"axpo-py-{gone.pid}-x1y2z3"
+    live = tmp_path / f"axpo-py-{os.getppid()}-abc"
+    other = tmp_path / "axpo-py-notours"
+    for d in (dead, live, other):
+        (d / "sub").mkdir(parents=True)
+    t = PythonTool(timeout=5, isolation="rlimits", scratch_root=str(tmp_path))
+    try:
+        assert run(t, "print(1)").text == "1"
+        assert not dead.exists() and live.exists() and other.exists()
+        assert os.path.basename(t._box.scratch).startswith(f"axpo-py-{os.getpid()}-")
+    finally:
+        t.close()
+
+
+NONDETERMINISTIC = ("import time, os, uuid, random, secrets, datetime\nimport numpy as np\n"
+                    "t = time.time(); u = os.urandom(8).hex(); g = str(uuid.uuid4())\n"
+                    "r = random.Random().random(); s = secrets.token_hex(4)\n"
+                    "d = datetime.datetime.now().isoformat(); n = np.random.default_rng().random()")
+
+
+def test_restore_of_a_diverged_session_is_exact_for_entropy_and_clocks(tool):
+    """Clock, entropy and uuid values a cell read come back the same after a diverged restore,
+    because they are functions of the episode seed and the cell; another seed differs."""
+    ctx = ToolContext(images=CTX.images, seed=5)
+    show = "print(t, u, g, r, s, d, n)"
+    tool.reset(ctx)
+    tool({"code": NONDETERMINISTIC}, ctx)
+    snap = tool.snapshot()
+    first = tool({"code": show}, ctx).text
+    tool({"code": "t = u = g = r = s = d = n = None\nimport time\nprint(time.time())"}, ctx)
+    tool.restore(snap)
+    assert tool({"code": show}, ctx).text == first
+    other = ToolContext(images=CTX.images, seed=6)
+    tool.reset(other)
+    tool({"code": NONDETERMINISTIC}, other)
+    assert tool({"code": show}, other).text != first
+    tool.reset(ctx)
+    later = run(tool, "import time\nt0 = time.time()\nprint(time.time() > t0 > 1.7e9)")
+    assert later.text == "True"
+
+
+def test_a_diverged_restore_adopts_a_spare_worker_started_at_restore(tool):
+    """restore() to a diverged state starts a spare interpreter in the background (while the
+    policy generates); the next call replays into it instead of starting one."""
+    tool.reset(CTX)
+    run(tool, "x = 1\nopen('f.txt', 'w').write('a')")
+    snap = tool.snapshot()
+    run(tool, "x = 2\nopen('f.txt', 'w').write('b')")
+    tool.restore(snap)
+    spare = tool._box.pending.result(timeout=30)[0]
+    tool.restore(tool._box.worker.history)  # back to the live session, which goes on...
+    assert run(tool, "print(x, open('f.txt').read())").text == "2 b"  # (its kill(-1) too)
+    tool.restore(snap)
+    assert run(tool, "print(x, open('f.txt').read())").text == "1 a"
+    assert tool._box.worker is spare and spare.alive()
+    assert run(tool, "open('g.txt', 'w').write('c')\nprint(open('g.txt').read())").text == "c"

@@ -14,7 +14,7 @@ import pytest
 
 from axpo_env.errors import DatasetError, ToolCallError
 from axpo_env.tools.base import get_tool
-from axpo_env.tools.search import BM25Backend, HTTPBackend, SearchTool
+from axpo_env.tools.search import BM25Backend, HTTPBackend, SearchTool, SerperBackend
 
 
 def titles(text: str) -> list[str]:
@@ -285,3 +285,104 @@ def test_http_connection_refused_is_retried_then_a_clear_error() -> None:
 def test_http_backend_checks_its_url() -> None:
     with pytest.raises(ValueError, match="http"):
         HTTPBackend("localhost:8000/retrieve")
+
+
+# ---------------------------------------------------------------------------------------------
+# The hosted web-search API format (Serper's): a real local server that checks key and body.
+
+ORGANIC = [{"title": "Eiffel Tower - Wikipedia", "link": "https://en.wikipedia.org/wiki/Eiffel",
+            "snippet": "The tower is 330 metres tall.", "position": 1},
+           {"title": "Tokyo Tower", "link": "https://example.org/tokyo",
+            "snippet": "Tokyo Tower is 332.9 m tall.", "position": 2},
+           "not a result", {"position": 3}]
+
+
+class _SerperHandler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.requests.append({"body": body, "key": self.headers.get("X-API-KEY")})
+        action = self.server.script.pop(0) if self.server.script else "ok"
+        if self.headers.get("X-API-KEY") != "sk-test":
+            return _Handler._send(self, 403, b'{"message": "Unauthorized."}')
+        if action == "slow":
+            time.sleep(1.0)
+        if action == "garbage":
+            return _Handler._send(self, 200, b"\x00\xff not json")
+        if action == "shape":
+            return _Handler._send(self, 200, b'{"organic": "nope"}')
+        if action == "503":
+            return _Handler._send(self, 503, b"busy")
+        return _Handler._send(self, 200, json.dumps({
+            "searchParameters": {"q": body["q"]}, "organic": ORGANIC[:body["num"] + 2]}).encode())
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def serper(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Server]:
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("SERPER_API_KEY", "sk-test")
+    srv = _Server()
+    srv.RequestHandlerClass = _SerperHandler
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def serper_tool(server: _Server) -> SearchTool:
+    return SearchTool("serper", url=server.url, timeout_s=0.3, retries=1)
+
+
+def test_serper_format_sends_key_and_query_and_reads_organic_results(serper: _Server) -> None:
+    tool = serper_tool(serper)
+    assert tool.nondeterministic is True
+    text = tool({"query": "eiffel tower height", "top_k": 2}).text
+    assert titles(text) == ["Eiffel Tower - Wikipedia", "Tokyo Tower"]
+    assert "330 metres" in text and "https://en.wikipedia.org/wiki/Eiffel" in text
+    assert serper.requests == [{"body": {"q": "eiffel tower height", "num": 2}, "key": "sk-test"}]
+
+
+def test_serper_key_comes_from_the_environment(serper: _Server, monkeypatch) -> None:
+    monkeypatch.delenv("SERPER_API_KEY")
+    with pytest.raises(ValueError, match="export SERPER_API_KEY"):
+        serper_tool(serper)
+    monkeypatch.setenv("MY_KEY", "wrong")
+    tool = SearchTool("serper", url=serper.url, api_key_env="MY_KEY", timeout_s=0.3)
+    with pytest.raises(ToolCallError, match="refused the API key \\(HTTP 403\\)"):
+        tool({"query": "x"})
+    assert len(serper.requests) == 1  # a refused key is not retried
+
+
+@pytest.mark.parametrize(("action", "fragment"), [
+    ("slow", "did not answer within 0.3 s"), ("garbage", "did not answer with JSON"),
+    ("shape", "unexpected shape"), ("503", "HTTP 503\\) \\(tried 2 times\\)"),
+])
+def test_serper_failures_are_clear_tool_errors(serper: _Server, action: str,
+                                               fragment: str) -> None:
+    serper.script = [action, action]
+    start = time.monotonic()
+    with pytest.raises(ToolCallError, match=fragment):
+        serper_tool(serper)({"query": "x"})
+    assert time.monotonic() - start < 1.5
+
+
+def test_serper_server_down_is_a_clear_error(monkeypatch) -> None:
+    monkeypatch.setenv("SERPER_API_KEY", "sk-test")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    tool = SearchTool("serper", url=f"http://127.0.0.1:{port}/search", timeout_s=0.3)
+    with pytest.raises(ToolCallError, match="could not connect to the web-search API"):
+        tool({"query": "x"})
+
+
+def test_serper_is_registered(monkeypatch) -> None:
+    monkeypatch.setenv("SERPER_API_KEY", "sk-test")
+    tool = get_tool("search:serper")
+    assert tool.name == "search" and isinstance(tool.backend, SerperBackend)

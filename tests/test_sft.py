@@ -93,8 +93,8 @@ def test_labels_are_exactly_the_assistant_turns(data, processor):
     texts = [tok.decode(x["input_ids"][a:b]) for a, b in spans(x)]
     assert texts == [
         'Let me zoom in 0.\n</think>\n\n<tool_call>\n{"name": "crop", "arguments": '
-        '{"bbox": [0, 0, 32, 32]}}\n</tool_call><|im_end|>',
-        "\n</think>\n\nThere are 3 boxes. <answer>3</answer><|im_end|>",  # empty thinking
+        '{"bbox": [0, 0, 32, 32]}}\n</tool_call>',  # the stop string ends the turn
+        "There are 3 boxes. <answer>3</answer>",  # as written: no empty thinking inserted
     ]
     header = tok("<|im_start|>assistant\n<think>\n", add_special_tokens=False)["input_ids"]
     for a, _ in spans(x):  # the generation prompt is context, never a target
@@ -118,7 +118,7 @@ def test_layout_matches_the_template_where_it_keeps_everything(data, processor):
                            for p in m["content"]]} if isinstance(m["content"], list) else m
          for m in example["messages"]], tools=example["tools"], tokenize=False)
     text = tok.decode(x["input_ids"]).replace("<|image_pad|>", "")
-    assert text == full.replace("<|image_pad|>", "").rstrip("\n")
+    assert text + "<|im_end|>\n" == full.replace("<|image_pad|>", "")
 
 
 def test_reasoning_the_template_would_drop_is_still_learned(processor):
@@ -132,8 +132,8 @@ def test_reasoning_the_template_would_drop_is_still_learned(processor):
     ]}
     x = tokenize_example(processor, example)
     texts = [processor.tokenizer.decode(x["input_ids"][a:b]) for a, b in spans(x)]
-    assert texts == ["Two plus two.\n</think>\n\n<answer>4</answer><|im_end|>",
-                     "Six.\n</think>\n\n<answer>6</answer><|im_end|>"]
+    assert texts == ["Two plus two.\n</think>\n\n<answer>4</answer>",
+                     "Six.\n</think>\n\n<answer>6</answer>"]
 
 
 def test_images_expand_to_pads_and_pixels(data, processor):
@@ -253,7 +253,25 @@ def test_text_model_gets_the_same_targets_and_trains(data, tmp_path):
     x = tokenize_example(tok, load_sft_dataset(data)[0])
     assert "pixel_values" not in x and "[image" in tok.decode(x["input_ids"])
     assert [tok.decode(x["input_ids"][a:b]) for a, b in spans(x)][1] == \
-        "\n</think>\n\nThere are 3 boxes. <answer>3</answer><|im_end|>"
+        "There are 3 boxes. <answer>3</answer>"
     cfg = SFTConfig(data_path=str(data), output_dir=str(tmp_path / "t"), max_steps=2,
                     report_to="none")
     HFPolicy.from_pretrained(train_sft(cfg, policy=str(tiny.cached("text"))))
+
+
+def test_an_end_of_turn_the_model_wrote_is_learned_once(processor):
+    """A turn that ended with EOS (a rollout turn the model closed itself) keeps it as a
+    target, and the env's reply does not repeat it, as `HFPolicy.continue_prompt` lays it out;
+    a turn cut by a stop string has no end-of-turn target."""
+    example = {"tools": None, "messages": [
+        {"role": "user", "content": "Hi?"},
+        {"role": "assistant", "content": "Hello.\n</think>\n\nNo tool.<|im_end|>"},
+        {"role": "user", "content": "Answer?"},
+        {"role": "assistant", "content": "Done.\n</think>\n\n<answer>4</answer>"},
+    ]}
+    x = tokenize_example(processor, example)
+    tok = processor.tokenizer
+    texts = [tok.decode(x["input_ids"][a:b]) for a, b in spans(x)]
+    assert texts == ["Hello.\n</think>\n\nNo tool.<|im_end|>",
+                     "Done.\n</think>\n\n<answer>4</answer>"]
+    assert tok.decode(x["input_ids"]).count("<|im_end|>") == 3  # turn 1, user, nothing after

@@ -14,7 +14,7 @@ from agents import tiny
 from agents.hf import HFPolicy
 from agents.policy import Completion
 from algorithms.config import AXPOConfig, GRPOConfig
-from algorithms.outputs import latest_checkpoint
+from algorithms.outputs import CheckpointError, latest_checkpoint
 from algorithms.trainer import Trainer
 
 
@@ -79,6 +79,62 @@ def test_resume_continues_exactly(tmp_path):
     a, b = params(straight), params(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert straight.history[1]["loss"] == resumed.history[1]["loss"]
+
+
+@pytest.fixture(scope="module")
+def two_checkpoints(tmp_path_factory):
+    out = tmp_path_factory.mktemp("two")
+    trainer = Trainer("grpo", config(GRPOConfig, out, save_steps=1), make_policy())
+    trainer.train()
+    return out, params(trainer)
+
+
+def _damaged_copy(two_checkpoints, tmp_path, damage):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(two_checkpoints[0], out)
+    damage(out / "checkpoint-2")
+    (out / ".tmp-killed-save").mkdir()  # a save that was killed mid-write
+    return out
+
+
+def _truncate(folder):
+    (weights,) = folder.glob("*.safetensors")
+    weights.write_bytes(weights.read_bytes()[:1000])
+
+
+@pytest.mark.parametrize("damage", [
+    lambda f: next(f.glob("*.safetensors")).unlink(),  # used to resume from the base weights
+    _truncate,  # used to crash
+    lambda f: (f / "trainer_state.pt").write_bytes(b"\x80\x02"),
+], ids=["weights missing", "weights truncated", "state truncated"])
+def test_a_damaged_latest_checkpoint_falls_back_to_the_previous(two_checkpoints, tmp_path,
+                                                               damage):
+    out = _damaged_copy(two_checkpoints, tmp_path, damage)
+    with pytest.warns(RuntimeWarning, match="checkpoint-2.*trying the checkpoint before it"):
+        resumed = Trainer("grpo", config(GRPOConfig, out, resume=True), make_policy())
+    assert resumed.step == 1 and len(resumed.history) == 1
+    assert not list(out.glob(".tmp-*"))  # the killed save's folder is gone
+    base = params(Trainer("grpo", config(GRPOConfig, tmp_path / "b"), make_policy()))
+    loaded = params(resumed)
+    assert any(not torch.equal(base[k], loaded[k]) for k in base)  # not the base weights
+
+
+def test_a_checkpoint_loads_strictly_or_not_at_all(two_checkpoints, tmp_path):
+    out = _damaged_copy(two_checkpoints, tmp_path, lambda f: None)
+    next((out / "checkpoint-1").glob("*.safetensors")).unlink()
+    trainer = Trainer("grpo", config(GRPOConfig, tmp_path / "x"), make_policy())
+    before = params(trainer)
+    with pytest.raises(CheckpointError, match="no \\*.safetensors"):
+        trainer.load_checkpoint(out / "checkpoint-1")
+    assert trainer.step == 0 and all(torch.equal(before[k], v) for k, v in params(trainer).items())
+    resumed = Trainer("grpo", config(GRPOConfig, out, resume=True), make_policy())
+    assert resumed.step == 2  # the intact latest one
+    assert all(torch.equal(two_checkpoints[1][k], v) for k, v in params(resumed).items())
+    _truncate(out / "checkpoint-2")
+    with pytest.warns(RuntimeWarning), pytest.raises(CheckpointError, match="no checkpoint"):
+        Trainer("grpo", config(GRPOConfig, out, resume=True), make_policy())
 
 
 def test_an_env_that_raises_mid_episode_is_recorded_and_skipped(tmp_path):

@@ -14,7 +14,7 @@ import importlib
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 
-from axpo_env.tasks.base import Judge, LazyItems, Task, TaskItem
+from axpo_env.tasks.base import SCORING_MODES, Judge, LazyItems, Task, TaskItem
 
 ENTRY_POINT_GROUP = "axpo_env.tasks"
 
@@ -30,27 +30,34 @@ class TaskSpec:
 
 BUILTIN_TASKS: tuple[TaskSpec, ...] = (
     TaskSpec("AXPO-ToolArith-v0", "axpo_env.tasks.tool_arith:ToolArith"),
-    # reasoning
-    TaskSpec("AXPO-MathVista-v0", "axpo_env.tasks.mathvista:MathVista"),
+    # the paper's reasoning benchmarks
     TaskSpec("AXPO-MathVision-v0", "axpo_env.tasks.mathvision:MathVision"),
     TaskSpec("AXPO-DynaMath-v0", "axpo_env.tasks.dynamath:DynaMath"),
-    TaskSpec("AXPO-MathVerse-v0", "axpo_env.tasks.mathverse:MathVerse"),
-    TaskSpec("AXPO-WeMath-v0", "axpo_env.tasks.wemath:WeMath"),
-    # perception (high-resolution images that need zooming)
+    TaskSpec("AXPO-MathVR-v0", "axpo_env.tasks.mathvr:MathVR"),
+    # the paper's perception benchmarks (high-resolution images that need zooming)
     TaskSpec("AXPO-VStar-v0", "axpo_env.tasks.vstar:VStar"),
+    TaskSpec("AXPO-VisualProbe-v0", "axpo_env.tasks.visualprobe:VisualProbe"),
     TaskSpec("AXPO-HRBench4K-v0", "axpo_env.tasks.hrbench:HRBench4K"),
     TaskSpec("AXPO-HRBench8K-v0", "axpo_env.tasks.hrbench:HRBench8K"),
-    TaskSpec("AXPO-VisualProbe-v0", "axpo_env.tasks.visualprobe:VisualProbe"),
-    # search
+    # the paper's search benchmarks
     # (BM25 over the bundled corpus is deterministic; an HTTP search tool is not)
     TaskSpec("AXPO-HRMMSearch-v0", "axpo_env.tasks.hrmmsearch:HRMMSearch"),
     TaskSpec("AXPO-MMSearch-v0", "axpo_env.tasks.mmsearch:MMSearch"),
+    # more math benchmarks, not in the paper: `--envs all` or by name
+    TaskSpec("AXPO-MathVista-v0", "axpo_env.tasks.mathvista:MathVista"),
+    TaskSpec("AXPO-MathVerse-v0", "axpo_env.tasks.mathverse:MathVerse"),
+    TaskSpec("AXPO-WeMath-v0", "axpo_env.tasks.wemath:WeMath"),
 )
 
-#: The AXPO paper's evaluation suite (reasoning, perception, search); ToolArith is the synthetic
-#: training demo, not a benchmark.
-PAPER_BENCHMARKS: tuple[str, ...] = tuple(
-    spec.env_id for spec in BUILTIN_TASKS if spec.env_id != "AXPO-ToolArith-v0")
+#: The AXPO paper's nine benchmarks in its order and groups (Table 1: reasoning, perception,
+#: search). `axpo eval --envs paper` runs exactly these.
+PAPER_GROUPS: dict[str, tuple[str, ...]] = {
+    "reasoning": ("AXPO-MathVision-v0", "AXPO-DynaMath-v0", "AXPO-MathVR-v0"),
+    "perception": ("AXPO-VStar-v0", "AXPO-VisualProbe-v0", "AXPO-HRBench4K-v0",
+                   "AXPO-HRBench8K-v0"),
+    "search": ("AXPO-HRMMSearch-v0", "AXPO-MMSearch-v0"),
+}
+PAPER_BENCHMARKS: tuple[str, ...] = tuple(e for group in PAPER_GROUPS.values() for e in group)
 
 
 def load_task_class(path: str) -> type[Task]:
@@ -77,7 +84,8 @@ def plugin_tasks() -> list[type[Task]]:
 
 
 __all__ = [
-    "BUILTIN_TASKS", "ENTRY_POINT_GROUP", "Judge", "LazyItems", "PAPER_BENCHMARKS", "Task",
+    "BUILTIN_TASKS", "ENTRY_POINT_GROUP", "Judge", "LazyItems", "PAPER_BENCHMARKS", "PAPER_GROUPS",
+    "SCORING_MODES", "Task",
     "TaskItem", "TaskSpec",
     "load_task_class", "plugin_tasks",
 ]

@@ -20,6 +20,18 @@ FIXTURES = Path(__file__).parent / "fixtures"
 #: official scorer asks an LLM; tasks fall back to their published rule when none is given.
 Judge = Callable[["TaskItem", str], float]
 
+#: How a task scores (`gym.make(env_id, task_options={"scoring": ...})`):
+#: "official" returns the verdict the benchmark's published scoring code returns on the same
+#: extracted answer, quirks included, so numbers compare with published ones (`axpo eval`'s
+#: default); "lenient" accepts the dressing an agent puts around a right answer (`\boxed{}`,
+#: "Answer:", units, case) and is the default of a task made directly, i.e. the RL reward.
+#: Why lenient for training: official rules reward some wrong answers (MathVista maps any text
+#: to its nearest choice, We-Math reads the first character, DynaMath finds the letter in the
+#: first three) and reject right ones in another format, so a policy trained on them learns
+#: the scorer's quirks; each task module lists where its lenient mode departs from upstream.
+SCORING_MODES = ("official", "lenient")
+DEFAULT_SCORING = "lenient"
+
 
 @dataclass(frozen=True)
 class TaskItem:
@@ -46,6 +58,8 @@ class Task:
             None uses the small fixture bundled with axpo.
         judge: a model-based grader for benchmarks whose official scorer uses one; tasks that
             score by rule alone ignore it.
+        scoring: "official" or "lenient" (see `SCORING_MODES`); tasks with one published rule
+            and nothing to relax score the same in both.
     """
 
     #: Gymnasium id, e.g. "AXPO-MathVista-v0".
@@ -60,11 +74,14 @@ class Task:
 
     def __init__(
         self, split: str | None = None, data_dir: str | Path | None = None,
-        judge: Judge | None = None,
+        judge: Judge | None = None, scoring: str = DEFAULT_SCORING,
     ):
+        if scoring not in SCORING_MODES:
+            raise ValueError(f"scoring must be one of {SCORING_MODES}, got {scoring!r}")
         self.split = split or self.default_split
         self.data_dir = data_dir
         self.judge = judge
+        self.scoring = scoring
         self._items: Sequence[TaskItem] | None = None
 
     @property

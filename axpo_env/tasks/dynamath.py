@@ -7,17 +7,28 @@ subject, knowledge_level`) from the HF layout (split `sample_variantN` lives in
 `data/sampleN-*.parquet`), JSON/JSONL records, the GitHub seed file `dataset/dataset.json`
 (`answer`/`level` instead of `ground_truth`/`knowledge_level`), or the hub name.
 
-Scoring follows the official `evaluation/*_json_eval.py` of github.com/DynaMath/DynaMath (and
-VLMEvalKit's `DynaMath_auxeval`): `float` answers are correct within an absolute 0.001, with
-"2π" read as 2·π; `multiple choice` compares the option letter; `text` is correct when the
-ground truth occurs in the answer. Where upstream asks an LLM to reformat an answer it cannot
-parse, the rule here evaluates the expression ("9π/2", "\\frac{3}{4}") or maps an option's text
-to its letter. One guard upstream lacks: a `text` answer longer than twice the ground truth
-plus 3 characters does not count, so listing every candidate cannot earn the reward.
+Scoring, `scoring="official"`: `score_official`, the per-type rule of github.com/DynaMath/DynaMath
+`evaluation/opensource_json_eval.py` (commit 65a346ac; the GPT-4o/Gemini/Claude scripts beside
+it share it), applied to the answer the env extracted (upstream's JSON "short answer"): `float`
+is right within an absolute 0.001 after `float()` of the first space-separated word ("3π" read
+as 3·π, "1,000" or "3/4" unreadable: wrong); `multiple choice` compares a one-character answer
+case-sensitively, else counts it right when the letter occurs in its first three characters
+("(B) 60" and "AB" both count for their letters); `text` is right when the ground truth occurs
+in the answer, case-sensitively.
+
+`scoring="lenient"` (the RL default), `score_dynamath`; its departures from upstream:
+- `float`: the answer is unwrapped (`clean_answer`), thousands commas and a leading "x =" are
+  dropped, and the whole expression is evaluated when the first word is not a number ("9π/2",
+  "\\frac{3}{4}", "1:2"), where upstream would ask an LLM to reformat it;
+- `multiple choice`: the letter is read by `match_choice` ("(b)", "Option B", the option's
+  text), and "A triangle" is not read as A, nor "CAB" as its first three letters;
+- `text`: case-insensitive, and an answer longer than twice the ground truth plus 3
+  characters does not count, so listing every candidate cannot earn the reward.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -73,6 +84,27 @@ def score_dynamath(
         pred = text.rstrip(".").strip().lower()
         return float(truth.lower() in pred and len(pred) <= 2 * len(truth) + 3)
     except Exception:  # a reward must not crash a training step on odd input
+        return 0.0
+
+
+def _transfer(text: str) -> float:
+    """Upstream's `transfer`: "3π" -> 3·π, else `float()`; raises as upstream does."""
+    if "π" in text:
+        return float(text.split("π")[0]) * math.pi
+    return float(text)
+
+
+def score_official(response: Any, answer: Any, answer_type: str) -> float:
+    """DynaMath's official per-type rule (module docstring): 1.0 or 0.0, never raises."""
+    try:
+        text, truth = str(response), str(answer)
+        if answer_type == "float":
+            value = float(text) if text.isdigit() else _transfer(text.split(" ")[0])
+            return float(abs(value - float(truth)) <= TOLERANCE)
+        if answer_type == "multiple choice":
+            return float(text == truth) if len(text) == 1 else float(truth in text[0:3])
+        return float(truth in text)
+    except Exception:  # upstream marks a failure "fail"
         return 0.0
 
 
@@ -136,6 +168,8 @@ class DynaMath(Task):
         )
 
     def score(self, item: TaskItem, response: str) -> float:
-        """DynaMath's rule (see `score_dynamath`): 1.0 or 0.0, never an exception."""
+        """DynaMath's rule in the task's scoring mode: 1.0 or 0.0, never an exception."""
         m = item.metadata
+        if self.scoring == "official":
+            return score_official(response, item.answer, m.get("answer_type", ""))
         return score_dynamath(response, item.answer, m.get("answer_type", ""), m.get("choices"))

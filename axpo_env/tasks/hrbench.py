@@ -8,7 +8,9 @@ of the row that carries it. The hub repository ships `hr_bench_4k.{parquet,tsv}`
 `hr_bench_8k.{parquet,tsv}` (splits `hrbench_4k` / `hrbench_8k` of config
 `hrbench_version_split`). The prompt is VLMEvalKit's `ImageMCQDataset.build_prompt`, which the
 authors' `HRBenchDataset` inherits; a row scores 1 when the answer names `answer` by
-VLMEvalKit's exact matching (`options.py`), the per-row `hit` that `report_acc_hrbench`
+VLMEvalKit's exact matching (`vlmeval_choices.py`: its current rules with
+`scoring="official"`, the pre-August-2025 rules plus two documented tolerances with
+`scoring="lenient"`, the RL default), the per-row `hit` that `report_acc_hrbench`
 (`vlmeval/dataset/utils/hrbench.py`) averages per cycle and category.
 """
 
@@ -98,7 +100,7 @@ class HRBench(Task):
 
     def score(self, item: TaskItem, response: str) -> float:
         """1.0 when the response names the correct option (letter, or its text), else 0.0."""
-        return score_choice(response, item.metadata["choices"], item.answer)
+        return score_choice(response, item.metadata["choices"], item.answer, self.scoring)
 
 
 class HRBench4K(HRBench):

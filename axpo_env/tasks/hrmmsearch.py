@@ -3,11 +3,17 @@ images, answered by zooming in on a detail and searching for a fact about it.
 
 Loads the published schema (`sample_id, query, query_image, ground_truth, difficulty, category`;
 the Hub ships one split, `train`, as `data/train-*.parquet`) and scores as SenseNova-MARS's
-official evaluation does (`inference/eval.py`, `llm_judge_score`): a normalized exact match
-against the ground truth first (`normalize_answer`/`em_check`: SQuAD normalization that keeps a
-lone "a"), and only when that fails an LLM judge (GPT-4o there). Here the judge is the one given
-as `judge=`; without one the exact match is the whole score. `fallback="contains"` also accepts
-an answer that contains the ground truth as whole words, a lenient stand-in for the judge.
+official evaluation does (github.com/OpenSenseNova/SenseNova-MARS `inference/eval.py`,
+`llm_judge_score`, commit c6e45eb9): a normalized exact match against the ground truth first
+(`normalize_answer`/`em_check`: SQuAD normalization that keeps a lone "a"), and only when that
+fails an LLM judge (GPT-4o there). Here the judge is the one given as `judge=`; without one the
+exact match is the whole score.
+
+`scoring="official"` matches the text the env extracted from `<answer>` (upstream's
+`extract_answer_allow_no_tag`) as it is. `scoring="lenient"` (the RL default) first strips an
+agent's dressing with `clean_answer` (`\\boxed{...}`, "Answer:", "The final answer is",
+`\\text{}`), so "\\boxed{Paris}" matches "Paris"; there `fallback="contains"` also accepts an
+answer that contains the ground truth as whole words, a stand-in for the judge (not official).
 
 Search: the default `search:hrmmsearch` tool is BM25 over the fixture's local corpus, so episodes
 on the bundled fixture are deterministic. The real benchmark needs web search: pass e.g.
@@ -24,7 +30,7 @@ from typing import Any, ClassVar
 
 from axpo_env.errors import DatasetError
 from axpo_env.tasks.answer_match import contains_match, exact_match
-from axpo_env.tasks.base import FIXTURES, Judge, LazyItems, Task, TaskItem
+from axpo_env.tasks.base import DEFAULT_SCORING, FIXTURES, Judge, LazyItems, Task, TaskItem
 from axpo_env.tasks.loading import column, decode_image, load_rows
 from axpo_env.tasks.scoring import clean_answer
 from axpo_env.tools.search import SearchTool
@@ -74,11 +80,11 @@ class HRMMSearch(Task):
 
     def __init__(
         self, split: str | None = None, data_dir: str | Path | None = None,
-        judge: Judge | None = None, fallback: str = "em",
+        judge: Judge | None = None, scoring: str = DEFAULT_SCORING, fallback: str = "em",
     ):
         if fallback not in FALLBACKS:
             raise ValueError(f"fallback must be one of {FALLBACKS}, got {fallback!r}")
-        super().__init__(split=split, data_dir=data_dir, judge=judge)
+        super().__init__(split=split, data_dir=data_dir, judge=judge, scoring=scoring)
         self.fallback = fallback
 
     def load_items(self) -> Sequence[TaskItem]:
@@ -116,14 +122,15 @@ class HRMMSearch(Task):
 
     def score(self, item: TaskItem, response: str) -> float:
         """1.0 on a normalized exact match; else the judge's score when a judge was given;
-        else the fallback rule (0.0 for "em")."""
+        else the lenient mode's fallback rule (0.0 for "em" and in official mode)."""
         golds = item.metadata.get("ground_truths") or (item.answer,)
-        prediction = clean_answer(response)
+        prediction = response if self.scoring == "official" else clean_answer(response)
         if exact_match(prediction, golds, keep_lone_a=True):
             return 1.0
         if self.judge is not None:
             verdict = float(self.judge(item, response))
             return min(max(verdict, 0.0), 1.0) if math.isfinite(verdict) else 0.0
-        if self.fallback == "contains" and contains_match(prediction, golds, keep_lone_a=True):
+        if (self.scoring == "lenient" and self.fallback == "contains"
+                and contains_match(prediction, golds, keep_lone_a=True)):
             return 1.0
         return 0.0

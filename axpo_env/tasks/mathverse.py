@@ -9,13 +9,19 @@ query_wo, query_cot, question_for_eval`) from the HF layout (`<split>.parquet` o
 hub name (config = split). The prompt is the published `query_cot`.
 
 The official scorer (github.com/ZrrSkywalker/MathVerse `evaluation/extract_answer_s1.py` and
-`score_answer_s2.py`) asks GPT to extract the answer, then asks GPT whether it matches
-`answer` given `question_for_eval`; its `--quick_match` rule is exact string equality. With a
-`judge=` the task calls it; without one it falls back to rules: for multi-choice the option
-letter, or an answer equal to one option's text (the judge prompt's own example accepts "This is
-not a function" for B); for free-form exact equality after light normalization, then MATH-V's
-equivalence (`mathvision.math_equal`: same tuple, or same value to 2 decimals), with a trailing
-unit dropped ("14 cm" == "14"), as the judge prompt says "0.5m and 50cm" are consistent.
+`score_answer_s2.py`, commit 16e70602) asks GPT to extract the answer, then asks GPT whether it
+matches `answer` given `question_for_eval`; its `--quick_match` rule is exact string equality
+(`inst['answer'] == inst['extraction']`). With a `judge=` both modes call it (the official mode
+starting after GPT's extraction: the env's extracted `<answer>` text is the extraction).
+
+Without a judge, `scoring="official"` is the quick match: the answer must equal `answer`
+character for character ("B" for "B", but not "(B)", "b" or "B. 60°"; "14" for "14", not
+"14 cm"). `scoring="lenient"` (the RL default) stands in for the judge: for multi-choice the
+option letter in any layout, or an answer equal to one option's text (the judge prompt's own
+example accepts "This is not a function" for B); for free-form exact equality after light
+normalization (case, spaces, `$`, `\\left`/`\\right`, `clean_answer`'s dressing), then
+MATH-V's equivalence (`mathvision.math_equal`: same tuple, or same value to 2 decimals), with a
+trailing unit dropped ("14 cm" == "14"), as the judge prompt says "0.5m and 50cm" agree.
 """
 
 from __future__ import annotations
@@ -151,13 +157,15 @@ class MathVerse(Task):
 
     def score(self, item: TaskItem, response: str) -> float:
         """`self.judge(item, response)` when a judge was given (MathVerse's official scorer is
-        a GPT judge), else the rule-based fallback `score_mathverse`."""
+        a GPT judge), else the quick match (official) or `score_mathverse` (lenient)."""
         if self.judge is not None:
             try:
                 return min(1.0, max(0.0, float(self.judge(item, response))))
             except Exception:
                 logger.warning("MathVerse judge failed on %s; using the rule", item.task_id,
                                exc_info=True)  # fmt: skip
+        if self.scoring == "official":  # `--quick_match`
+            return float(bool(item.answer) and str(response) == item.answer)
         m = item.metadata
         return score_mathverse(response, item.answer, m.get("question_type", ""), m.get("choices"))
 

@@ -4,15 +4,23 @@ Loads the published schema (`id, question, options, image, decoded_image, answer
 level, subject`) from the HF parquet layout (`data/<split>-*.parquet`), the GitHub layout
 (`data/<split>.jsonl` with `images/` beside `data/`), JSON/JSONL records, or the hub name.
 
-Scoring follows the official `evaluation/evaluate.py` + `evaluation/utils.py` of
-github.com/mathllm/MATH-V: the answer is cleaned as `find_math_answer` does (last `\\boxed{}`,
-the value after `=`, LaTeX dressing and a few units dropped, "(b)" -> "b"), and it is correct
-when `is_equal(gt_letter, answer) or is_equal(gt_option_text, answer)`. `is_equal` lowercases,
-compares strings, then tuples element-wise, then the numeric values rounded to 2 decimals. Where
-upstream evaluates LaTeX with latex2sympy and `eval`, `latex_value` here evaluates a whitelisted
-arithmetic AST (numbers, + - * / ^, \\frac, \\sqrt, \\pi) and never runs code. Deviations, both
-lenient: an option letter is also read from "(B)", "Option B", "B. text"; the ground truth goes
-through the same cleaning as the answer (upstream leaves "$6 \\mathrm{~m}$" raw, unmatchable).
+Scoring, `scoring="official"`: `mathvision_official.score_official`, MATH-V's own
+`evaluation/evaluate.py` + `utils.py` (github.com/mathllm/MATH-V, commit 1d361180) step by step:
+the answer cleaned as `evaluate()` and `find_math_answer` do, then
+`is_equal(gt_letter, answer) or is_equal(gt_option_text, answer)`.
+
+`scoring="lenient"` (the RL default), `score_mathvision` below. Where it departs from upstream,
+every departure accepting more:
+- an option letter is read from "(B)", "Option B", "B. text", "\\boxed{B}" and compared with
+  the ground-truth letter directly (upstream only recognises a few layouts such as "... B.");
+- the ground truth goes through the same cleaning as the answer (upstream leaves
+  "$6 \\mathrm{~m}$" raw, so nothing matches it);
+- the answer is unwrapped by `scoring.clean_answer` ("Answer:", the last `\\boxed{}`,
+  `\\text{}`/`\\mathrm{}`), and "°", "%", "\\%", "$", "≈" and the units "km", "m^3", "units"
+  are dropped (upstream drops "^\\circ", "\\%" and "$" only, so "45°" and "50%" never match);
+- "π" counts as \\pi and e-notation ("1e4") as a number, which latex2sympy reads as neither.
+Both modes read thousands commas ("1,536") and ratios ("1:2") as latex2sympy does. Numbers are
+evaluated by a whitelisted arithmetic AST (`latex_value`), never by `eval`.
 """
 
 from __future__ import annotations
@@ -34,6 +42,8 @@ from axpo_env.tasks.scoring import clean_answer
 REQUIRED_COLUMNS = ("id", "question", "options", "answer")
 IMAGE_COLUMNS = ("decoded_image", "image")
 _MAX_EXPR = 200  # longer "numbers" are not numbers; bounds parsing work
+_BARE_E = re.compile(r"(?<![a-z\\])e(?![a-z])")  # "e", "1e4", "2e"; not "\\sec", "\\le"
+_THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 
 
 # ----------------------------------------------------------------------------- answers
@@ -121,12 +131,23 @@ def _eval_node(node: ast.AST) -> float:
     raise ValueError(f"not arithmetic: {type(node).__name__}")
 
 
-def latex_value(text: Any) -> float | None:
+def latex_value(text: Any, strict: bool = False) -> float | None:
     """The number a short LaTeX/plain expression denotes ("\\frac{3}{8}", "2\\sqrt{5}", "9π",
-    "1.5e3"), else None. Whitelisted AST only: nothing is executed."""
+    "1.5e3", "1,536", "1:2"), else None. Whitelisted AST only: nothing is executed.
+
+    Thousands commas and a ratio "a:b" are read as latex2sympy reads them (MATH-V's evaluator).
+    `strict=True` also refuses what latex2sympy does not read as a number: "π" (it wants
+    "\\pi"), a bare "e" and e-notation ("1e4")."""
     s = str(text).strip()
     if not s or len(s) > _MAX_EXPR:
         return None
+    if strict and ("π" in s or "inf" in s.lower() or _BARE_E.search(s.lower())):
+        return None  # upstream's latex2sympy + eval gives no number for these
+    if _THOUSANDS.fullmatch(s):
+        s = s.replace(",", "")
+    if s.count(":") == 1:
+        num, den = (latex_value(part, strict) for part in s.split(":"))
+        return num / den if num is not None and den else None
     try:
         value = float(s)
     except ValueError:
@@ -248,8 +269,13 @@ class MathVision(Task):
         )
 
     def score(self, item: TaskItem, response: str) -> float:
-        """MATH-V's rule (see `score_mathvision`): 1.0 or 0.0, never an exception."""
-        return score_mathvision(response, item.answer, item.metadata.get("options") or ())
+        """MATH-V's rule in the task's scoring mode: 1.0 or 0.0, never an exception."""
+        options = item.metadata.get("options") or ()
+        if self.scoring == "official":
+            from axpo_env.tasks.mathvision_official import score_official
+
+            return score_official(response, item.answer, options)
+        return score_mathvision(response, item.answer, options)
 
 
 def _image_source(row: Mapping[str, Any], base: Path | None) -> Any:

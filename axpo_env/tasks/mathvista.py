@@ -1,9 +1,26 @@
 """MathVista (`AI4Math/MathVista`): math reasoning over charts, tables, diagrams and photos.
 
 Loads the published schema (HF parquet, the original GitHub `testmini.json`, JSON/JSONL records,
-or a hub name) and scores a final answer by MathVista's own rules
-(`evaluation/calculate_score.py`: `normalize_extracted_answer` then `safe_equal`), made tolerant
-of the answer dressing an agent adds (letters, units, `$`, `%`, `\\boxed{}`, thousands commas).
+or a hub name) and scores a final answer by MathVista's own rules (github.com/lupantech/MathVista
+`evaluation/calculate_score.py`, commit e999481e: `normalize_extracted_answer` then
+`safe_equal`).
+
+`scoring="official"` (`scoring.score_official`) starts after MathVista's answer extraction
+(`extract_answer.py`, rules then GPT-4): the env's extracted `<answer>` text is the
+`extraction`. Quirks kept: a multiple-choice answer that is neither a letter nor "(X)" is
+mapped to the nearest choice by edit distance (so "I cannot tell" still picks a choice; the
+letter is matched case-sensitively, "b" is not B); integers go through `float()` ("1,000",
+"5 cm", "\\boxed{5}" are wrong; "5.0" and "1e3" are read); floats are rounded to `precision`
+and compared as text with the stored answer as it is; a list answer must equal the stored text
+exactly ("[1,2]" is not "[1, 2]"); a free-form `text` answer is wrong (upstream raises there).
+
+`scoring="lenient"` (the RL default, `scoring.score_answer`) departs from upstream as follows:
+the answer is unwrapped (`\\boxed{}`, `\\text{}`, "Answer:"); a choice is matched by its
+letter in any case and layout ("b", "B.", "Option B", "(b) text") or its text, before the
+nearest choice; numbers drop `$`, `%`, degrees, thousands commas, "x =" and the unit; lists
+are read as Python literals and rewritten (`[1.0, 2]` -> "[1, 2]"); the stored answer goes
+through the same normalization, and a float answer without `precision` is rounded to the
+answer's own decimals.
 """
 
 from __future__ import annotations
@@ -18,7 +35,7 @@ from typing import Any, ClassVar
 from axpo_env.errors import DatasetError
 from axpo_env.tasks.base import FIXTURES, LazyItems, Task, TaskItem
 from axpo_env.tasks.loading import column, decode_image, load_rows
-from axpo_env.tasks.scoring import score_answer
+from axpo_env.tasks.scoring import score_answer, score_official
 
 REQUIRED_COLUMNS = ("pid", "question", "answer", "question_type", "answer_type")
 IMAGE_COLUMNS = ("decoded_image", "image")
@@ -142,6 +159,7 @@ class MathVista(Task):
         )
 
     def score(self, item: TaskItem, response: str) -> float:
-        """MathVista's rule (see `score_answer`): 1.0 or 0.0, never an exception."""
+        """MathVista's rule in the task's scoring mode: 1.0 or 0.0, never an exception."""
         keys = ("choices", "question_type", "answer_type", "precision", "unit")
-        return score_answer(response, item.answer, **{k: item.metadata.get(k) for k in keys})
+        rule = score_official if self.scoring == "official" else score_answer
+        return rule(response, item.answer, **{k: item.metadata.get(k) for k in keys})

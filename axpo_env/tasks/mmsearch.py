@@ -4,10 +4,16 @@ image, whose answers can only be found by searching.
 Loads the published `end2end` config (split `end2end`, the file `end2end.parquet`: `sample_id,
 query, query_image, image_search_result, area, subfield, timestamp, gt_requery, gt_answer,
 alternative_gt_answers`; `query_image` is null for text-only queries) and scores as the official
-end-to-end evaluation does (`eval_end2end.py` with `score/f1_score.py`, also lmms-eval's
-`mmsearch_aggregate_results_f1_score`): the token F1 of the answer against `gt_answer` and each of
-`alternative_gt_answers`, keeping the best, after SQuAD normalization. The score is rule-based,
-so a `judge=` is ignored. Partial answers earn partial reward; `info["correct"]` needs F1 = 1.
+end-to-end evaluation does (github.com/CaraJ7/MMSearch `eval_end2end.py` with
+`score/f1_score.py`, commit d340f3f5; also lmms-eval's `mmsearch_aggregate_results_f1_score`):
+the token F1 of the answer against `gt_answer` and each of `alternative_gt_answers`, keeping the
+best, after SQuAD normalization. The score is rule-based, so a `judge=` is ignored. Partial
+answers earn partial reward; `info["correct"]` needs F1 = 1.
+
+`scoring="official"` scores the text the env extracted from `<answer>` (upstream's
+`prediction`) as it is, so "Answer: Paris" has F1 2/3 against "Paris". `scoring="lenient"` (the
+RL default) first strips an agent's dressing with `clean_answer` (`\\boxed{...}`, "Answer:",
+"The final answer is", `\\text{}`), so those answers score 1.
 
 The official pipeline also shows the model `image_search_result`, a screenshot of an image search
 for the query image; `with_image_search_result=True` adds it as the second image. Agentic-search
@@ -27,7 +33,7 @@ from typing import Any, ClassVar
 
 from axpo_env.errors import DatasetError
 from axpo_env.tasks.answer_match import answer_list, best_f1
-from axpo_env.tasks.base import FIXTURES, Judge, LazyItems, Task, TaskItem
+from axpo_env.tasks.base import DEFAULT_SCORING, FIXTURES, Judge, LazyItems, Task, TaskItem
 from axpo_env.tasks.loading import column, decode_image, load_rows
 from axpo_env.tasks.scoring import clean_answer
 from axpo_env.tools.search import SearchTool
@@ -73,10 +79,10 @@ class MMSearch(Task):
 
     def __init__(
         self, split: str | None = None, data_dir: str | Path | None = None,
-        judge: Judge | None = None, image_only: bool = False,
+        judge: Judge | None = None, scoring: str = DEFAULT_SCORING, image_only: bool = False,
         with_image_search_result: bool = False,
     ):
-        super().__init__(split=split, data_dir=data_dir, judge=judge)
+        super().__init__(split=split, data_dir=data_dir, judge=judge, scoring=scoring)
         self.image_only = image_only
         self.with_image_search_result = with_image_search_result
 
@@ -126,4 +132,5 @@ class MMSearch(Task):
     def score(self, item: TaskItem, response: str) -> float:
         """The best token F1 against `gt_answer` and the alternatives, in [0, 1]."""
         golds = [item.answer, *item.metadata.get("alternative_gt_answers", ())]
-        return best_f1(clean_answer(response), golds)
+        prediction = response if self.scoring == "official" else clean_answer(response)
+        return best_f1(prediction, golds)

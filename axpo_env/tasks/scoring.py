@@ -1,8 +1,11 @@
 """Answer normalization and MathVista's scoring rules, shared by the math benchmarks.
 
-MathVista's `evaluation/calculate_score.py` (`normalize_extracted_answer` then `safe_equal`), made
-tolerant of the dressing an agent adds to an answer (option letters, units, `$`, `%`,
-`\\boxed{}`, thousands commas). Pure functions: no I/O, never raise on odd input.
+MathVista's `evaluation/calculate_score.py` (github.com/lupantech/MathVista, commit e999481e:
+`normalize_extracted_answer` then `safe_equal`) in two modes. `score_official` is that code's
+verdict on an extracted answer, quirks included (see `mathvista.py`); `score_answer`, the lenient
+mode and the RL default, is made tolerant of the dressing an agent adds to an answer (option
+letters, units, `$`, `%`, `\\boxed{}`, thousands commas, lists). `clean_answer` is shared by
+the other tasks' lenient modes. Pure functions: no I/O, never raise on odd input.
 """
 
 from __future__ import annotations
@@ -202,4 +205,48 @@ def score_answer(
             truth = normalize_extracted_answer(answer, *args) or str(answer).strip()
         return 1.0 if pred is not None and safe_equal(pred, truth) else 0.0
     except Exception:  # a reward function must not crash a training step on odd input
+        return 0.0
+
+
+# ----------------------------------------------------------------------------- official
+def normalize_official(
+    extraction: Any, choices: Sequence[str] | None, question_type: str, answer_type: str,
+    precision: float | None,
+) -> str | None:
+    """MathVista's `normalize_extracted_answer` as released: a "(X)" letter or a bare letter
+    picks that choice, any other text the nearest choice by edit distance; `str(int(float(x)))`;
+    `str(round(float(x), int(precision)))`; `str(x)` for a list. None where upstream gets None
+    (or, for free-form text, raises)."""
+    if question_type == "multi_choice":
+        text = extraction.strip() if isinstance(extraction, str) else str(extraction)
+        letter = re.findall(r"\(([a-zA-Z])\)", text)
+        if letter:
+            text = letter[0].upper()
+        options = [chr(ord("A") + i) for i in range(len(choices or []))]
+        if text in options:
+            return str((choices or [])[options.index(text)])
+        return most_similar(text[:_MAX_LEN], [str(c) for c in choices]) if choices else None
+    try:
+        if answer_type == "integer":
+            return str(int(float(extraction)))
+        if answer_type == "float":
+            return str(round(float(extraction), int(precision)))  # type: ignore[arg-type]
+        if answer_type == "list":
+            return str(extraction)
+    except Exception:  # upstream: `except Exception: normalized_extraction = None`
+        return None
+    return None
+
+
+def score_official(
+    response: Any, answer: Any, *, choices: Sequence[str] | None = None,
+    question_type: str = "free_form", answer_type: str = "text",
+    precision: float | None = None, unit: str | None = None,
+) -> float:
+    """MathVista's `calculate_score.py` verdict: `safe_equal(normalize(extraction), answer)`
+    with the stored answer as it is; never raises. `unit` is unused, as upstream."""
+    try:
+        pred = normalize_official(response, choices, question_type, answer_type, precision)
+        return 1.0 if pred is not None and safe_equal(pred, answer) else 0.0
+    except Exception:
         return 0.0

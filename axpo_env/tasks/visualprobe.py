@@ -6,10 +6,15 @@ all), each a `val.json` list of records `{"images": [...], "problem": "<image>\\
 `data/`; Mini-o3 joins the image paths to the folder holding the level folders
 (`BASE_IMAGE_DIR`). Mini-o3's reported accuracy asks a judge model whether the text inside the
 `<answer>` tag matches `solution` (`verl/utils/reward_score/general_qa_tool.py`); give one as
-`judge=` (a `Judge`) to score that way. Without it the rule is Mini-o3's rule-based reward
-(`general_qa_tool_mc.py`): the answer equals `solution`, or starts with "(X)" / "X." naming the
-letter `solution` holds. We compare after trimming case, spaces, quotes and a final period,
-since a rule without a judge would otherwise reject "Red." for "red".
+`judge=` (a `Judge`) and both scoring modes use it, the official mode starting after that judge.
+
+Without a judge, `scoring="official"` is Mini-o3's rule-based accuracy, `inner_acc_reward` in
+`verl/utils/reward_score/general_qa_tool_mc.py` (github.com/Mini-o3/Mini-o3, commit 8654dbf4):
+the answer, trimmed, equals `solution` exactly (case-sensitive: "Red" is
+not "red"), or it starts with "(X)" or "X." where X is `solution` itself (a capital letter).
+`scoring="lenient"` (the RL default) compares after case-folding, collapsing spaces and
+dropping surrounding quotes, a final period and `clean_answer`'s dressing (`\\boxed{}`,
+"Answer:"), so "Red." counts for "red".
 """
 
 from __future__ import annotations
@@ -45,6 +50,22 @@ def normalize(text: Any) -> str:
     s = re.sub(r"\s+", " ", clean_answer(text)).strip()
     s = s.strip(_QUOTES).strip().rstrip(".").strip().strip(_QUOTES).strip()
     return s.casefold()
+
+
+def official_rule_score(response: Any, solution: Any) -> float:
+    """Mini-o3's `inner_acc_reward` on the extracted answer: exact (case-sensitive), "(X)...",
+    "X. ..."."""
+    try:
+        predict, truth = str(response), str(solution).strip()
+        if predict.strip() == truth:
+            return 1.0
+        for pattern in (r"^\(([A-Z])\).*$", r"^([A-Z])\..*$"):
+            m = re.match(pattern, predict, re.DOTALL)
+            if m and m.group(1) == truth:
+                return 1.0
+        return 0.0
+    except Exception:  # str() of a hostile object
+        return 0.0
 
 
 def rule_score(response: Any, solution: Any) -> float:
@@ -136,6 +157,8 @@ class VisualProbe(Task):
             except Exception:
                 logger.warning("VisualProbe judge failed; scoring %r by rule", item.task_id,
                                exc_info=True)
+        if self.scoring == "official":
+            return official_rule_score(response, item.answer)
         return rule_score(response, item.answer)
 
 

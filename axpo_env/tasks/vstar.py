@@ -8,7 +8,9 @@ questions as `test_questions.jsonl` rows (`image`, `text` with "(A) ..." option 
 `question_id`, `label`). Because the correct option always comes first, the authors shuffle the
 options for generation-based models (penghao-wu/vstar issue #8); so does this task, per episode:
 `episode_item(item, seed)` shuffles them with the episode seed and the answer is the letter the
-correct option landed on. Answers are read with VLMEvalKit's exact matching (`options.py`).
+correct option landed on. Answers are read with VLMEvalKit's exact matching
+(`vlmeval_choices.py`): its current rules with `scoring="official"`, the pre-August-2025 rules
+plus two documented tolerances with `scoring="lenient"` (the RL default).
 """
 
 from __future__ import annotations
@@ -157,7 +159,7 @@ class VStar(Task):
 
     def score(self, item: TaskItem, response: str) -> float:
         """1.0 when the response names the correct option (letter, or its text), else 0.0."""
-        return score_choice(response, item.metadata["choices"], item.answer)
+        return score_choice(response, item.metadata["choices"], item.answer, self.scoring)
 
 
 def _item(

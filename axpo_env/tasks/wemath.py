@@ -8,16 +8,21 @@ relative, e.g. "3steps/image/165-3.png"), JSON/JSONL records, or the hub name. O
 shares its `ID` across its rows; `key` says which step a row is ("2steps_1", "2steps_2",
 "2steps_multi", "3steps_1" ... "3steps_multi"), so an item's id is "<ID>/<key>".
 
-Scoring follows the official `evaluation/four_dimensional_metrics.py` and `accuracy.py`
-(github.com/We-Math/We-Math): the text after the last "Answer", with `<>:.` removed, must start
-with the correct option letter A-H. Here the letter must stand alone ("B", "(B)", "B. 40",
-"<Answer>: <<B>>", or a lone lower-case "b"), so a word that merely starts with a capital
-("Because") is not read as an option. The four-dimensional metrics (IK, IG, CM, RM) combine
-per-item results across the steps of a problem; `metadata` keeps `ID` and `key` for that.
+Scoring follows the official `evaluation/accuracy.py` (`load_and_process_data`) and
+`four_dimensional_metrics.py` of github.com/We-Math/We-Math (commit 681e0404).
+`scoring="official"` (`score_official`): the text after the last "Answer" (case-sensitive),
+stripped, with every `<`, `>`, `:` and `.` removed, must start with the correct letter A-H: its
+first character counts, so "Because ..." reads as B and "(B)" as nothing.
+`scoring="lenient"` (the RL default, `score_wemath`): the letter must stand alone ("B", "(B)",
+"B. 40", "<Answer>: <<B>>", "Option B", `\\boxed{B}`, or a lone lower-case "b"), read after
+the last "answer" in any case, so a word that merely starts with a capital is not an option.
+The four-dimensional metrics (IK, IG, CM, RM) combine per-item results across the steps of a
+problem; `metadata` keeps `ID` and `key` for that.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -42,6 +47,16 @@ def score_wemath(response: Any, answer: Any, n_options: int = len(LETTERS)) -> f
     """1.0 when `response` names the correct option letter, else 0.0; never raises."""
     truth = str(answer or "").strip().upper()
     return float(bool(truth) and option_letter(response, n_options) == truth)
+
+
+def score_official(response: Any, answer: Any) -> float:
+    """We-Math's `load_and_process_data` verdict: 1.0 or 0.0, never raises."""
+    try:
+        text = re.sub(r"[<>:.]", "", str(response).split("Answer")[-1].strip()).strip()
+        letter = text[0] if text and text[0] in "ABCDEFGH" else None
+        return float(letter is not None and letter == str(answer))
+    except Exception:  # str() of a hostile object
+        return 0.0
 
 
 class WeMath(Task):
@@ -100,7 +115,9 @@ class WeMath(Task):
         )
 
     def score(self, item: TaskItem, response: str) -> float:
-        """We-Math's rule (see `score_wemath`): 1.0 or 0.0, never an exception."""
+        """We-Math's rule in the task's scoring mode: 1.0 or 0.0, never an exception."""
+        if self.scoring == "official":
+            return score_official(response, item.answer)
         n = len(item.metadata.get("choices") or {}) or len(LETTERS)
         return score_wemath(response, item.answer, n)
 

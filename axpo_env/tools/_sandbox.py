@@ -12,6 +12,7 @@ import itertools
 import json
 import os
 import queue
+import re
 import select
 import shutil
 import signal
@@ -31,7 +32,7 @@ from typing import Any
 from axpo_env.errors import AxpoError
 
 _WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_sandbox_worker.py")
-_MAX_FRAME = 16 << 20
+_FRAME_SLACK = 64 << 10  # a reply's bytes beyond its two capped texts (JSON keys, escapes)
 _STARTUP_TIMEOUT = 30.0
 _uid_counter = itertools.count()
 
@@ -46,11 +47,29 @@ class _Timeout(Exception):
 
 @dataclass(frozen=True)
 class _Plan:
-    """How workers are started. `drop`: started as root, the worker takes a uid of its own."""
+    """How workers are started. `drop`: started as root, the worker takes a uid of its own;
+    `unshare`: without bubblewrap, the worker (still root) first enters private mount, network,
+    IPC and UTS namespaces of its own making (`_sandbox_worker._confine`)."""
 
     bwrap: str | None
     userns: bool = False
     drop: bool = False
+    unshare: bool = False
+
+    @property
+    def label(self) -> str:
+        """What isolates model code, as `info["isolation"]` reports it."""
+        if self.bwrap:
+            return "bubblewrap"
+        if self.unshare:
+            return "namespaces+uid"
+        return "uid+rlimits" if self.drop else "rlimits+audit"
+
+    @property
+    def confined(self) -> bool:
+        """Whether every process of the sandbox is the sandbox's own (a pid namespace or a uid
+        of its own), so the worker may kill(-1) stray processes after each cell."""
+        return bool(self.bwrap or self.drop)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -126,15 +145,35 @@ def _bwrap_argv(plan: _Plan, scratch: str) -> list[str]:
     return args + ["--bind", scratch, scratch, "--chdir", scratch, "--"]
 
 
+_HIDDEN_TMP = ("/tmp", "/var/tmp", "/dev/shm")
+
+
+def _confine_spec(scratch: str) -> dict[str, Any]:
+    """The mounts of an `unshare` plan: fresh tmpfs over the shared temp dirs and over dirs a
+    stranger uid cannot enter (pyenv in /root), Python bound back read-only, scratch read-write.
+    Everything else is remounted read-only."""
+    roots = _python_roots()
+    hide = {d for d in _HIDDEN_TMP if os.path.isdir(d) and not os.path.islink(d)}
+    hide |= {a for p in (*roots, scratch) if (a := _blocked_ancestor(p))}
+    hide = {h for h in hide if not any(_under(h, o) for o in hide)}
+    ro = [p for p in roots if any(_under(p, h) for h in hide)]
+    ro = [p for p in ro if not any(_under(p, q) for q in ro)]
+    return {"hide": sorted(hide), "bind": [[p, False] for p in sorted(ro)] + [[scratch, True]]}
+
+
 def _candidates(isolation: str) -> list[_Plan]:
+    """Plans to try, best first. As root, never one that leaves model code running as root."""
     bwrap = shutil.which("bwrap") if isolation != "rlimits" else None
     root = os.geteuid() == 0
     plans = [_Plan(bwrap, drop=True)] if bwrap and root else []
     plans += [_Plan(bwrap, userns=True)] if bwrap else []
     if isolation != "bwrap":
-        if root and not any(_blocked_ancestor(p) for p in _python_roots()):
-            plans.append(_Plan(None, drop=True))
-        plans.append(_Plan(None))
+        if root:
+            plans.append(_Plan(None, drop=True, unshare=True))
+            if not any(_blocked_ancestor(p) for p in _python_roots()):
+                plans.append(_Plan(None, drop=True))
+        else:
+            plans.append(_Plan(None))
     return plans
 
 
@@ -143,9 +182,38 @@ _PLAN_LOCK = threading.Lock()
 _PROBE_LIMITS = {"memory": 1 << 30, "fsize": 1 << 20, "nproc": 64, "max_output": 100}
 
 
+_SCRATCH = re.compile(r"axpo-py-(?:probe-)?(\d+)-[a-z0-9_]+")
+_SWEPT: set[tuple[int, str]] = set()
+
+
+def _new_scratch(parent: str | None, kind: str = "") -> str:
+    """A fresh scratch dir named with our pid. The first one made in a dir per process first
+    removes those whose process is gone (killed runs cannot clean up after themselves)."""
+    parent = parent or tempfile.gettempdir()
+    if (os.getpid(), parent) not in _SWEPT:
+        _SWEPT.add((os.getpid(), parent))
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(parent):
+                m = _SCRATCH.fullmatch(entry.name)
+                if m and entry.is_dir(follow_symlinks=False) and not _alive(int(m.group(1))):
+                    _rmtree(entry.path)
+    return os.path.realpath(tempfile.mkdtemp(prefix=f"axpo-py-{kind}{os.getpid()}-",
+                                             dir=parent))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
 def _probe(plan: _Plan) -> str | None:
     """Start a worker with `plan` and run one cell; the error, or None when it works."""
-    scratch = os.path.realpath(tempfile.mkdtemp(prefix="axpo-py-probe-"))
+    scratch = _new_scratch(None, "probe-")
     uid = _new_uid() if plan.drop else None
     try:
         if uid is not None:
@@ -162,7 +230,20 @@ def _probe(plan: _Plan) -> str | None:
         _rmtree(scratch)
 
 
+_PROTECTS = {
+    "namespaces+uid": "model code runs as an unprivileged uid of its own in private mount, "
+                      "network and IPC namespaces, with a read-only filesystem but its scratch dir",
+    "uid+rlimits": "model code runs as an unprivileged uid of its own with resource limits; it "
+                   "can still read world-readable files and reach the network",
+    "rlimits+audit": "model code runs as your own user with resource limits and Python audit "
+                     "hooks only, which are not a security boundary: it can read and write what "
+                     "you can",
+}
+
+
 def _resolve_plan(isolation: str) -> _Plan:
+    """The first plan that works here (probed once per process), with a warning that says what
+    protects model code whenever it is less than bubblewrap."""
     with _PLAN_LOCK:
         if isolation not in _PLANS:
             errors = []
@@ -170,15 +251,24 @@ def _resolve_plan(isolation: str) -> _Plan:
                 err = None if plan == _Plan(None) else _probe(plan)
                 if err is None:
                     break
-                errors.append(f"{plan}: {err}")
+                errors.append(f"{plan.label}: {err}")
             else:
+                if isolation == "bwrap":
+                    raise AxpoError(
+                        "isolation='bwrap' was asked for, but bubblewrap cannot start a sandbox "
+                        f"here ({'; '.join(errors)}). Use isolation='auto' or 'rlimits'.")
                 raise AxpoError(
-                    "isolation='bwrap' was asked for, but bubblewrap cannot start a sandbox "
-                    f"here ({'; '.join(errors)}). Use isolation='auto' or 'rlimits'."
-                )
-            if errors and plan.bwrap is None:
-                warnings.warn(f"python tool: bubblewrap unusable, using rlimits ({errors[-1]})",
-                              RuntimeWarning, stacklevel=3)
+                    "the python tool refuses to run model code as root, and no way to drop root "
+                    f"works here ({'; '.join(errors) or 'bubblewrap is not installed'}). Install "
+                    "bubblewrap (apt install bubblewrap), run as a non-root user, or give the "
+                    "process CAP_SYS_ADMIN so it can make private namespaces.")
+            if plan.bwrap is None and (isolation == "auto" or plan.label == "rlimits+audit"):
+                why = "not installed" if not shutil.which("bwrap") else (
+                    "unusable" if isolation == "auto" else "not asked for")
+                detail = f" ({errors[0]})" if errors and why == "unusable" else ""
+                warnings.warn(f"python tool: bubblewrap {why}{detail}; isolation is "
+                              f"{plan.label!r}: {_PROTECTS[plan.label]}.", RuntimeWarning,
+                              stacklevel=3)
             _PLANS[isolation] = plan
         return _PLANS[isolation]
 
@@ -219,8 +309,13 @@ def _spawn(start: Any) -> subprocess.Popen:
 class _Worker:
     """A running sandboxed interpreter. `history`: the cells it has run; `used`: ran anything."""
 
-    def __init__(self, plan: _Plan, scratch: str, uid: int | None, limits: dict[str, int]):
+    def __init__(self, plan: _Plan, scratch: str, uid: int | None, limits: dict[str, int],
+                 check_writable: bool = True):
         self.plan, self.history, self.used, self.seq, self.buf = plan, (), False, 0, bytearray()
+        # The frame pipe is the worker's, so a cell can write frames of its own: bound what the
+        # host reads per call (a char JSON-escapes to at most 12 bytes), trust nothing in it.
+        self.max_frame = 2 * 12 * limits["max_output"] + _FRAME_SLACK
+        self.budget = 4 * self.max_frame
         argv = (_bwrap_argv(plan, scratch) if plan.bwrap else []) + [sys.executable, "-s", "-B",
                                                                       _WORKER]
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": scratch, "TMPDIR": scratch,
@@ -237,11 +332,15 @@ class _Worker:
         os.set_blocking(self.rfd, False)
         os.set_blocking(self.wfd, False)
         cfg = {"scratch": scratch, "uid": uid if plan.drop else None,
-               "ppid": None if plan.bwrap else os.getpid(), **limits}
+               "ppid": None if plan.bwrap else os.getpid(), "confined": plan.confined,
+               "confine": _confine_spec(scratch) if plan.unshare else None, **limits}
         try:
             deadline = time.monotonic() + _STARTUP_TIMEOUT
             self._send(cfg, deadline)
-            if not self._recv(deadline).get("writable"):
+            ready = self._recv(deadline)
+            if ready.get("error"):
+                raise _Died(str(ready["error"])[:300])
+            if check_writable and not ready.get("writable"):
                 raise _Died("the sandbox cannot write its working directory")
         except (_Died, _Timeout) as e:
             self.errlog.seek(0)
@@ -251,7 +350,7 @@ class _Worker:
 
     def request(self, msg: dict[str, Any], timeout: float) -> dict[str, Any]:
         """Send one cell and wait, until `timeout` s, for the answer to it."""
-        self.seq, self.used = self.seq + 1, True
+        self.seq, self.used, self.budget = self.seq + 1, True, 4 * self.max_frame
         deadline = time.monotonic() + timeout
         self._send({**msg, "seq": self.seq}, deadline)
         while (resp := self._recv(deadline)).get("seq") != self.seq:
@@ -281,7 +380,7 @@ class _Worker:
 
     def _recv(self, deadline: float) -> dict[str, Any]:
         while len(self.buf) < 4 or len(self.buf) < 4 + struct.unpack(">I", self.buf[:4])[0]:
-            if len(self.buf) >= 4 and struct.unpack(">I", self.buf[:4])[0] > _MAX_FRAME:
+            if len(self.buf) >= 4 and struct.unpack(">I", self.buf[:4])[0] > self.max_frame:
                 raise _Died("it broke the protocol")
             self._wait(self.rfd, select.POLLIN, deadline)
             try:
@@ -290,6 +389,9 @@ class _Worker:
                 continue
             if not chunk:
                 raise _Died("it exited")
+            self.budget -= len(chunk)
+            if self.budget < 0:  # forged frames, one after another
+                raise _Died("it broke the protocol")
             self.buf += chunk
         (n,) = struct.unpack(">I", self.buf[:4])
         data = bytes(self.buf[4:4 + n])

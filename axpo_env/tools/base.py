@@ -28,10 +28,14 @@ ENTRY_POINT_GROUP = "axpo_env.tools"
 
 @dataclass(frozen=True)
 class ToolResult:
-    """What a tool call gives back to the agent: text, and images that join the episode's images."""
+    """What a tool call gives back to the agent: text, and images that join the episode's images.
+
+    `note_image_index`: the env adds "(image index N)" to the text so the agent can name the
+    images later; presets that copy a source tool's reply exactly turn it off."""
 
     text: str
     images: tuple[Image.Image, ...] = ()
+    note_image_index: bool = True
 
 
 @dataclass(frozen=True)
@@ -234,6 +238,8 @@ _BUILTINS: dict[str, str] = {
     "python": "axpo_env.tools.python:PythonTool",
     "calculator": "axpo_env.tools.calculator:calculator",
     "search": "axpo_env.tools.search:SearchTool",
+    "search:serper": "axpo_env.tools.search:web_search",
+    "image_search": "axpo_env.tools.image_search:ImageSearchTool",
     # `search` (the name the agent sees) over a search benchmark's bundled fixture corpus
     "search:hrmmsearch": "axpo_env.tasks.hrmmsearch:fixture_search",
     "search:mmsearch": "axpo_env.tasks.mmsearch:fixture_search",

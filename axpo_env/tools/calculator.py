@@ -166,6 +166,10 @@ def evaluate(expression: str, time_limit_s: float = TIME_LIMIT_S) -> str:
         except (TimeoutError, EOFError, OSError, ValueError) as e:
             starting = _WORKER is None or not _WORKER.ready
             _shutdown()
+            if starting and isinstance(e, TimeoutError):  # slow (a busy machine), not broken:
+                _WORKER = _Worker()  # keep the time limit; the next call waits for this one
+                raise _err("the calculator is still starting (the machine is busy); call it "
+                           "again") from None
             if starting:
                 _NO_WORKER = True
                 warnings.warn(f"calculator worker failed to start ({e!r}); evaluating "

@@ -256,8 +256,9 @@ _BBOX_2D_DESCRIPTION = (
 # Source: QwenLM/Qwen-Agent, qwen_agent/tools/image_zoom_in_qwen3vl.py (the tool of the
 # Qwen3-VL cookbook "think with images"). bbox_2d is relative, 0-1000 of the image img_idx
 # (0-based over every image of the conversation); a box under 32 px a side grows about its
-# centre to 32 px (`maybe_resize_bbox`); the crop is resized with smart_resize(factor=32,
-# min_pixels=256*32*32, max_pixels=12845056). All three arguments are required there.
+# centre to 32 px (`maybe_resize_bbox`); the crop is resized with PIL bicubic to
+# smart_resize(factor=32, min_pixels=256*32*32, max_pixels=12845056) of the float box's size.
+# The reply is the image alone. All three arguments are required there.
 class Qwen3VLZoom(_Preset):
     """Qwen3-VL's own `image_zoom_in_tool`: bbox_2d in 0-1000 relative coordinates, img_idx."""
 
@@ -285,15 +286,17 @@ class Qwen3VLZoom(_Preset):
                 f"bbox_2d {_fmt(rel)} lies outside the image; coordinates are relative, "
                 f"0-1000 of the image's width and height."
             )
-        region = _cut(image, self._min_box(box, width, height))
+        left, top, right, bottom = self._min_box(box, width, height)
+        region = _cut(image, (left, top, right, bottom))
         if region.width < 1 or region.height < 1:
             raise ToolCallError(f"bbox_2d {_fmt(rel)} selects no pixels; give a larger box.")
-        # Sized from the pixels cut rather than the float box: the same up to rounding.
+        # As the source: the size comes from the (float) box, not from the pixels PIL cut,
+        # and PIL's bicubic resamples; the reply is the image alone, with no text.
         new_h, new_w = smart_resize(
-            region.height, region.width, self.factor, self.min_pixels, self.max_pixels
+            bottom - top, right - left, self.factor, self.min_pixels, self.max_pixels
         )
-        # The source answers with the image alone, no text.
-        return ToolResult(text="", images=(_resize(region, (new_w, new_h)),))
+        region = region.resize((new_w, new_h), resample=Image.BICUBIC)
+        return ToolResult(text="", images=(region,), note_image_index=False)
 
     def _min_box(self, box: Sequence[float], width: int, height: int) -> Sequence[float]:
         """Clip to the image; a box under `min_side` grows (kept in the image) and the grown

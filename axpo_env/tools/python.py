@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import math
 import os
 import shutil
 import stat
-import tempfile
 import threading
 import weakref
 from concurrent.futures import Future
@@ -25,13 +25,23 @@ from typing import Any
 from PIL import Image
 
 from axpo_env.errors import AxpoError, SnapshotError, ToolCallError
-from axpo_env.tools._sandbox import _Died, _new_uid, _resolve_plan, _rmtree, _Timeout, _Worker
+from axpo_env.tools._sandbox import (
+    _Died,
+    _new_scratch,
+    _new_uid,
+    _resolve_plan,
+    _rmtree,
+    _Timeout,
+    _Worker,
+)
 from axpo_env.tools.base import Tool, ToolContext, ToolResult
 
+logger = logging.getLogger(__name__)
 _IMAGE_EXT = (".png", ".jpg", ".jpeg")
 _MAX_CODE = 1_000_000
 _MAX_IMAGE_BYTES = 32 << 20
-_MAX_SCAN = 5000
+_MAX_SCAN = 20_000
+_TRUNCATED = "\n...[output truncated]"
 _RESTORED = "the session was restored to its state before this call."
 
 # ---------------------------------------------------------------------------------------------
@@ -40,35 +50,83 @@ _RESTORED = "the session was restored to its state before this call."
 
 
 
+def _capped(text: Any, limit: int) -> str:
+    """A reply's text as the worker should have sent it: a str of at most `limit` chars."""
+    if not isinstance(text, str):
+        return ""
+    return text if len(text) <= limit else text[:limit] + _TRUNCATED
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class _TooManyFiles(Exception):
+    """The scratch dir holds more entries than the scan looks at: its size is unknown."""
+
+
 def _scan(root: str) -> tuple[dict[str, tuple[int, int, int]], int]:
-    """Image files under `root` with their (mtime, size, inode), and the bytes all files use."""
-    images, total, stack, seen = {}, 0, [""], 0
-    while stack and seen < _MAX_SCAN:
-        rel = stack.pop()
-        try:
-            entries = list(os.scandir(os.path.join(root, rel)))
-        except OSError:
-            continue
-        for entry in entries[: _MAX_SCAN - seen]:
-            seen += 1
+    """Image files under `root` with their (mtime, size, inode), and the bytes all files use.
+
+    Walked through directory handles opened without following a symlink at any depth, so a
+    cell that swaps a subdir for a link to a host dir while we look only ever shows us its own
+    files. More than `_MAX_SCAN` entries raises `_TooManyFiles`: an unseen file could be big.
+    """
+    images, total, seen = {}, 0, 0
+    stack = [("", os.open(root, _DIR_FLAGS))]
+    try:
+        while stack:
+            rel, fd = stack.pop()
             try:
-                st = entry.stat(follow_symlinks=False)
+                with os.scandir(fd) as it:
+                    for entry in it:
+                        seen += 1
+                        if seen > _MAX_SCAN:
+                            raise _TooManyFiles
+                        try:
+                            st = entry.stat(follow_symlinks=False)
+                            path = os.path.join(rel, entry.name)
+                            if stat.S_ISDIR(st.st_mode):
+                                stack.append((path, os.open(entry.name, _DIR_FLAGS, dir_fd=fd)))
+                            elif stat.S_ISREG(st.st_mode):
+                                total += st.st_blocks * 512
+                                if entry.name.lower().endswith(_IMAGE_EXT):
+                                    images[path] = (st.st_mtime_ns, st.st_size, st.st_ino)
+                        except OSError:  # gone, or swapped for a link, meanwhile
+                            continue
             except OSError:
-                continue
-            path = os.path.join(rel, entry.name)
-            if stat.S_ISDIR(st.st_mode):
-                stack.append(path)
-            elif stat.S_ISREG(st.st_mode):
-                total += st.st_blocks * 512
-                if entry.name.lower().endswith(_IMAGE_EXT):
-                    images[path] = (st.st_mtime_ns, st.st_size, st.st_ino)
+                pass
+            finally:
+                os.close(fd)
+    finally:
+        for _, fd in stack:
+            os.close(fd)
     return images, total
 
 
-def _load_image(path: str, max_pixels: int) -> tuple[Image.Image | None, str]:
-    """Read an image the sandbox wrote, refusing links, devices and decompression bombs."""
+def _open_beneath(root: str, rel: str) -> int:
+    """A read fd for `root/rel`, resolving each component through the last one's handle with
+    O_NOFOLLOW: no symlink, at any depth, can lead out of `root`."""
+    parts = rel.split(os.sep)
+    fd = os.open(root, _DIR_FLAGS)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        for part in parts[:-1]:
+            nxt = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+        return os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                       dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def _load_image(root: str, rel: str, max_pixels: int) -> tuple[Image.Image | None, str]:
+    """Read an image the sandbox wrote, refusing links, devices and decompression bombs. The
+    reasons name no error class: they must not tell a cell what exists on the host."""
+    try:
+        fd = _open_beneath(root, rel)
+    except OSError:
+        return None, "not a regular file inside the working directory"
+    try:
         with os.fdopen(fd, "rb") as f:
             st = os.fstat(f.fileno())
             if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_IMAGE_BYTES:
@@ -81,27 +139,31 @@ def _load_image(path: str, max_pixels: int) -> tuple[Image.Image | None, str]:
         if img.mode not in ("RGB", "RGBA", "L"):
             img = img.convert("RGBA" if "transparency" in img.info or "A" in img.mode else "RGB")
         return img, ""
-    except Exception as e:  # any decoder failure is the sandbox's problem, not ours
-        return None, f"not a readable PNG/JPEG ({type(e).__name__})"
+    except Exception:  # any decoder failure is the sandbox's problem, not ours
+        return None, "not a readable PNG/JPEG"
 
 
-def _save_png(img: Image.Image, path: str) -> None:
+def _encode_png(img: Image.Image) -> bytes:
     if img.mode not in ("1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"):
         img = img.convert("RGB")
-    img.save(path, format="PNG", compress_level=1)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
 
 
-def _write_scratch(scratch: str, images: tuple[Image.Image, ...], uid: int | None) -> None:
-    """Empty the scratch dir and write the task images into it, owned by the worker's uid."""
+def _write_scratch(scratch: str, pngs: list[bytes], uid: int | None) -> None:
+    """Empty the scratch dir and write the task images (PNG bytes) into it, owned by the
+    worker's uid."""
     for entry in os.scandir(scratch):
         if entry.is_dir(follow_symlinks=False):
             _rmtree(entry.path)
         else:
             os.unlink(entry.path)
     paths = [scratch]
-    for i, img in enumerate(images):
+    for i, data in enumerate(pngs):
         paths.append(os.path.join(scratch, f"image_{i}.png"))
-        _save_png(img, paths[-1])
+        with open(paths[-1], "wb") as f:
+            f.write(data)
     if uid is not None:  # the worker runs as this uid: give it its files
         for path in paths:
             os.chown(path, uid, uid)
@@ -181,7 +243,9 @@ class PythonTool(Tool):
         self._finalizer = weakref.finalize(self, self._box.close)  # also runs at exit
         self._history: tuple[str, ...] = ()
         self._images: tuple[Image.Image, ...] = ()
-        self._stale, self._was_reset, self._uid = True, False, None
+        self._stale, self._was_reset, self._uid, self._seed = True, False, None, 0
+        self._pngs: tuple[tuple, list[bytes]] = ((), [])  # the task images, encoded once
+        self._keep_spare = False
 
     @property
     def schema(self) -> dict[str, Any]:
@@ -201,8 +265,10 @@ class PythonTool(Tool):
 
     @property
     def isolation_active(self) -> str:
-        """"bubblewrap" or "rlimits+audit": what really isolates this tool's workers."""
-        return "bubblewrap" if _resolve_plan(self.isolation).bwrap else "rlimits+audit"
+        """What really isolates this tool's workers: "bubblewrap"; as root without it
+        "namespaces+uid" (or "uid+rlimits" where namespaces cannot be made); as another user
+        without it "rlimits+audit", which is no security boundary (a warning says so)."""
+        return _resolve_plan(self.isolation).label
 
     def spawn(self) -> PythonTool:
         return PythonTool(**self._settings)
@@ -226,6 +292,10 @@ class PythonTool(Tool):
             raise SnapshotError("a PythonTool state is a tuple of code strings (from snapshot())")
         with self._lock:
             self._history = tuple(state)
+            w = self._box.worker
+            if w is not None and w.used and w.history != self._history[: len(w.history)]:
+                self._keep_spare = True  # branching: from now on keep one spare ready
+                self._start_spare()  # while the policy generates, not at the next call
 
     def close(self) -> None:
         with self._lock:
@@ -241,19 +311,21 @@ class PythonTool(Tool):
         with self._lock:
             if not self._was_reset:
                 self.reset(ctx)
+            self._seed = int(ctx.seed or 0)  # the episode's: entropy and clocks derive from it
             note = self._ensure_worker()
             worker, scratch = self._box.worker, self._box.scratch
             assert worker is not None and scratch is not None
-            before, _ = _scan(scratch)
-            request = {"code": code, "name": f"<cell {len(self._history)}>", "cpu": self._cpu}
+            request = {"code": code, "name": f"<cell {len(self._history)}>", "cpu": self._cpu,
+                       "entropy": [self._seed, len(self._history)]}
             try:
+                before, _ = _scan(scratch)
                 resp = worker.request(request, self.timeout)
                 after, used = _scan(scratch)
                 if used > self._settings["disk_limit"]:
                     raise _Died("disk")
-            except (_Timeout, _Died) as e:
-                why = "time" if isinstance(e, _Timeout) else str(e)
-                why = why if why in ("time", "disk") else worker.crash_reason(e)  # type: ignore
+            except (_Timeout, _Died, _TooManyFiles) as e:
+                why = {_Timeout: "time", _TooManyFiles: "files"}.get(type(e), str(e))
+                why = why if why in ("time", "disk", "files") else worker.crash_reason(e)
                 self._box.kill()
                 return ToolResult(note + self._failure(why))
             worker.history += (code,)
@@ -261,7 +333,10 @@ class PythonTool(Tool):
             images, lines = self._collect(scratch, before, after)
             if self.fresh_worker_per_call:
                 self._box.kill()
-        out, err = str(resp.get("out", "")), str(resp.get("err", ""))
+            elif self._keep_spare:
+                self._start_spare()  # for the next branch, while this one goes on
+        limit = self._limits["max_output"]  # again here: a cell can forge its own reply frame
+        out, err = _capped(resp.get("out"), limit), _capped(resp.get("err"), limit)
         parts = [p for p in (note.strip(), out.rstrip("\n"), err.rstrip("\n")) if p]
         if not out and not err:
             parts.append("(no output; use print() to see values)")
@@ -278,6 +353,8 @@ class PythonTool(Tool):
         elif why == "disk":
             mb = self._settings["disk_limit"] / (1 << 20)
             what = f"files in the working directory exceeded the {mb:g} MB limit"
+        elif why == "files":
+            what = f"the working directory holds more than {_MAX_SCAN} files and folders"
         else:
             what = f"the Python process crashed ({why})"
         return f"Error: {what}; {_RESTORED}"
@@ -294,9 +371,9 @@ class PythonTool(Tool):
         if w is None and box.pending is not None:
             pending, box.pending = box.pending, None
             with contextlib.suppress(_Died, OSError):
-                w, prepared_for = pending.result()
+                w, prepared_for, self._uid = pending.result()
                 box.worker = w
-                self._stale = self._stale and prepared_for is not self._images
+                self._stale = prepared_for is not self._images
         plan = _resolve_plan(self.isolation)
         if plan.drop and self._uid is None:
             self._uid = _new_uid()
@@ -305,11 +382,12 @@ class PythonTool(Tool):
         if w is None:
             try:
                 w = box.worker = _Worker(plan, box.scratch, self._uid, self._limits)  # type: ignore
-            except (_Died, OSError) as e:
-                raise ToolCallError(f"the Python sandbox could not start ({e})") from None
+            except (_Died, OSError):  # the details may name host paths: the log gets them
+                logger.warning("python tool: the sandbox could not start", exc_info=True)
+                raise ToolCallError("the Python sandbox could not start; try again") from None
         for cell in self._history[len(w.history):]:
             request = {"code": cell, "name": f"<cell {len(w.history)}>", "silent": True,
-                       "cpu": 2 * self._cpu + 1}
+                       "cpu": 2 * self._cpu + 1, "entropy": [self._seed, len(w.history)]}
             try:
                 w.request(request, 2 * self.timeout + 1)
             except (_Died, _Timeout):
@@ -324,31 +402,55 @@ class PythonTool(Tool):
     def _prestart(self) -> None:
         """Write the new episode's scratch dir and start its worker in the background: by the
         time the agent's first call arrives (after the policy has generated), both are ready.
-        The future gives (worker, the images it prepared the scratch dir for)."""
+        The future gives (worker, the images it prepared the scratch dir for, its uid)."""
         box = self._box
         if self.fresh_worker_per_call or box.scratch is None or box.pending is not None:
             return
-        plan, uid, limits, images = _resolve_plan(self.isolation), self._uid, self._limits, \
-            self._images
+        images, uid = self._images, self._uid
+
+        def start() -> _Worker:
+            _write_scratch(box.scratch, [_encode_png(im) for im in images], uid)  # type: ignore
+            return _Worker(_resolve_plan(self.isolation), box.scratch, uid, self._limits)  # type: ignore
+
+        self._start_in_background(start, images, uid)
+
+    def _start_spare(self) -> None:
+        """Start a worker in the background for a diverged restore, so rebuilding the session
+        costs a replay, not an interpreter start. It leaves the scratch dir to the live worker
+        (adopting it rewrites the dir) and has a uid of its own: the live worker's kill(-1)
+        after each cell must not reach it. At most one waits per tool, and only in tools
+        that have restored a diverged session (AXPO's branching)."""
+        box = self._box
+        if self.fresh_worker_per_call or box.scratch is None or box.pending is not None:
+            return
+        plan = _resolve_plan(self.isolation)
+        uid = _new_uid() if plan.drop else None
+
+        def start() -> _Worker:  # the dir is not its uid's yet: adoption chowns it
+            return _Worker(plan, box.scratch, uid, self._limits, check_writable=False)  # type: ignore
+
+        self._start_in_background(start, None, uid)
+
+    def _start_in_background(self, start: Any, images: tuple | None, uid: int | None) -> None:
         future: Future = Future()
 
-        def start() -> None:
+        def run() -> None:
             try:
-                _write_scratch(box.scratch, images, uid)  # type: ignore[arg-type]
-                future.set_result((_Worker(plan, box.scratch, uid, limits), images))  # type: ignore
+                future.set_result((start(), images, uid))
             except BaseException as e:  # handed to whoever adopts the worker
                 future.set_exception(e)
 
-        threading.Thread(target=start, name="axpo-py-prestart", daemon=True).start()
-        box.pending = future
+        threading.Thread(target=run, name="axpo-py-prestart", daemon=True).start()
+        self._box.pending = future
 
     def _prepare_scratch(self) -> None:
         """Empty the scratch dir (making it on first use) and write the task images into it."""
         box = self._box
         if box.scratch is None:
-            box.scratch = os.path.realpath(
-                tempfile.mkdtemp(prefix="axpo-py-", dir=self._settings["scratch_root"]))
-        _write_scratch(box.scratch, self._images, self._uid)
+            box.scratch = _new_scratch(self._settings["scratch_root"])
+        if self._pngs[0] is not self._images:
+            self._pngs = (self._images, [_encode_png(im) for im in self._images])
+        _write_scratch(box.scratch, self._pngs[1], self._uid)
         self._stale = False
 
     def _collect(self, scratch: str, before: dict, after: dict) -> tuple[list, list[str]]:
@@ -357,7 +459,7 @@ class PythonTool(Tool):
         limit = self._settings["max_images"]
         images, lines = [], []
         for rel in changed[:limit]:
-            img, why = _load_image(os.path.join(scratch, rel), self._settings["max_image_pixels"])
+            img, why = _load_image(scratch, rel, self._settings["max_image_pixels"])
             if img is None:
                 lines.append(f"[image {rel} not returned: {why}]")
             else:

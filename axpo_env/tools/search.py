@@ -5,32 +5,34 @@ tests and offline RL run anywhere; the HTTP backend speaks the Search-R1 retriev
 agentic-RL setups already serve (`POST {url}` with `{"queries": [q], "topk": k,
 "return_scores": true}` -> `{"result": [[{"document": {"contents": '"Title"\\ntext'},
 "score": s}]]}`), so an existing wiki-18 server plugs in as it is. A plain
-`{"results": [{"title", "text", "url"}]}` answer is accepted too.
+`{"results": [{"title", "text", "url"}]}` answer is accepted too. The "serper" backend speaks a
+hosted web-search API's format (Serper's, as Qwen-Agent's `web_search` calls it) for live web
+search.
 
 Server trouble (timeouts, refused connections, 5xx, garbage, oversized bodies) becomes a short
-`ToolCallError` for the agent; connection errors and 5xx are retried with a short backoff, timeouts
-are not, so a call is bounded by about `(retries + 1) * timeout_s`.
+`ToolCallError` for the agent (see `_http.JSONClient`); a call is bounded by about
+`(retries + 1) * timeout_s`.
 """
 
 from __future__ import annotations
 
 import json
-import re
+import os
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from axpo_env.errors import DatasetError, ToolCallError
+from axpo_env.tools._http import MAX_RESPONSE_BYTES, JSONClient
 from axpo_env.tools.base import Tool, ToolContext, ToolResult
 
 DEFAULT_CORPUS = Path(__file__).parent / "data" / "search_corpus.jsonl"
 SNIPPET_CHARS = 400
 MAX_QUERY_CHARS = 500
 MAX_TOP_K = 10
-MAX_RESPONSE_BYTES = 2 << 20
+SERPER_URL = "https://google.serper.dev/search"
 
 
 @dataclass(frozen=True)
@@ -170,83 +172,20 @@ class HTTPBackend(SearchBackend):
 
     def __init__(self, url: str, timeout_s: float = 5.0, retries: int = 2,
                  max_bytes: int = MAX_RESPONSE_BYTES):
-        if not re.match(r"https?://", url):
-            raise ValueError(f"search url must start with http:// or https://, got {url!r}")
-        self.url, self.timeout_s, self.retries, self.max_bytes = url, timeout_s, retries, max_bytes
-        self._local = threading.local()
-
-    def _session(self) -> Any:
-        import requests
-
-        if not hasattr(self._local, "session"):
-            self._local.session = requests.Session()
-        return self._local.session
-
-    def _timeout(self) -> ToolCallError:
-        return ToolCallError(f"the search server did not answer within {self.timeout_s:g} s; "
-                             "try again or answer without search")
+        try:
+            self.client = JSONClient(url, "the search server", timeout_s=timeout_s,
+                                     retries=retries, max_bytes=max_bytes)
+        except ValueError:
+            raise ValueError(f"search url must start with http:// or https://, got {url!r}"
+                             ) from None
+        self.url = url
 
     def search(self, query: str, top_k: int) -> list[SearchHit]:
-        import requests
-
-        payload = {"queries": [query], "topk": top_k, "return_scores": True}
-        problem = "no answer"
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(min(0.1 * 2 ** (attempt - 1), 1.0))
-            start = time.monotonic()
-            try:
-                with self._session().post(self.url, json=payload, stream=True,
-                                          timeout=(self.timeout_s, self.timeout_s)) as resp:
-                    if resp.status_code >= 500 or resp.status_code == 429:
-                        problem = f"the search server failed (HTTP {resp.status_code})"
-                        continue
-                    if resp.status_code >= 400:
-                        raise ToolCallError(
-                            f"the search server rejected the query (HTTP {resp.status_code})")
-                    body = self._read(resp, start)
-            except requests.Timeout:
-                raise self._timeout() from None
-            except requests.RequestException:
-                problem = "could not connect to the search server"
-                continue
-            return self._parse(body)[:top_k]
-        raise ToolCallError(f"search failed: {problem} (tried {self.retries + 1} times); "
-                            "try again later or answer without search")
-
-    def _read(self, resp: Any, start: float) -> bytes:
-        """The body, at most `max_bytes` and about `timeout_s` of reading."""
-        import requests
-
-        declared = resp.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            raise self._too_big()
-        chunks, size = [], 0
-        try:
-            for chunk in resp.iter_content(chunk_size=1 << 16):
-                size += len(chunk)
-                if size > self.max_bytes:
-                    raise self._too_big()
-                if time.monotonic() - start > self.timeout_s:
-                    raise self._timeout()
-                chunks.append(chunk)
-        except requests.RequestException:
-            if time.monotonic() - start >= self.timeout_s:
-                raise self._timeout() from None
-            raise ToolCallError("the search server's answer broke off; try again") from None
-        return b"".join(chunks)
-
-    def _too_big(self) -> ToolCallError:
-        return ToolCallError(f"the search server's answer is over {self.max_bytes >> 20} MB; "
-                             "it is not a search result")
+        data = self.client.post({"queries": [query], "topk": top_k, "return_scores": True})
+        return self._parse(data)[:top_k]
 
     @staticmethod
-    def _parse(body: bytes) -> list[SearchHit]:
-        try:
-            data = json.loads(body)
-        except (ValueError, RecursionError):
-            raise ToolCallError("the search server did not answer with JSON; "
-                                "try again or answer without search") from None
+    def _parse(data: Any) -> list[SearchHit]:
         try:
             if isinstance(data, dict) and isinstance(data.get("result"), list):
                 batch = data["result"][0] if data["result"] else []
@@ -262,6 +201,43 @@ class HTTPBackend(SearchBackend):
         except ValueError as e:
             raise ToolCallError(f"the search server's answer has an unexpected shape ({e}); "
                                 "answer without search") from None
+
+
+class SerperBackend(SearchBackend):
+    """A hosted web-search API in Serper's format (google.serper.dev, the API Qwen-Agent's
+    `web_search` uses): `POST {url}` with `{"q": query, "num": k}` and the key in an
+    `X-API-KEY` header -> `{"organic": [{"title", "link", "snippet", "position"}, ...]}`. The
+    URL is configurable (a proxy, a self-hosted gateway, a test server); the key is read from
+    the environment variable `api_key_env` when the backend is made, never from code."""
+
+    nondeterministic = True
+
+    def __init__(self, url: str = SERPER_URL, api_key_env: str = "SERPER_API_KEY",
+                 timeout_s: float = 5.0, retries: int = 2):
+        key = os.environ.get(api_key_env, "")
+        if not key:
+            raise ValueError(f"the web-search API key is not set: export {api_key_env}=... "
+                             "(or pass api_key_env= naming the variable that holds it)")
+        self.url = url
+        self.client = JSONClient(url, "the web-search API", headers={"X-API-KEY": key},
+                                 timeout_s=timeout_s, retries=retries)
+
+    def search(self, query: str, top_k: int) -> list[SearchHit]:
+        data = self.client.post({"q": query, "num": top_k})
+        organic = data.get("organic") if isinstance(data, dict) else None
+        if not isinstance(organic, list):
+            raise ToolCallError("the web-search API's answer has an unexpected shape (no "
+                                "'organic' list); answer without search")
+        hits = []
+        for item in organic:
+            if not isinstance(item, dict):
+                continue
+            title, snippet, link = (item.get(k) for k in ("title", "snippet", "link"))
+            if isinstance(title, str) or isinstance(snippet, str):
+                hits.append(SearchHit(title=str(title or "").strip(),
+                                      text=str(snippet or "").strip(),
+                                      url=link if isinstance(link, str) else ""))
+        return hits[:top_k]
 
 
 def _snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
@@ -289,15 +265,17 @@ class SearchTool(Tool):
     """The `search` tool; `SearchTool()` searches the bundled encyclopedic corpus with BM25.
 
     `backend` is "bm25" (optionally with `corpus=`, a jsonl path or a list of dicts), "http" (with
-    `url=`, the retriever's endpoint, e.g. "http://127.0.0.1:8000/retrieve") or any
-    `SearchBackend`.
+    `url=`, the retriever's endpoint, e.g. "http://127.0.0.1:8000/retrieve"), "serper" (a hosted
+    web-search API in Serper's format; `url=` overrides its endpoint, the key is read from
+    `$SERPER_API_KEY`, or from the variable `api_key_env=` names) or any `SearchBackend`.
     """
 
     name = "search"
 
     def __init__(self, backend: str | SearchBackend = "bm25", *, url: str | None = None,
                  corpus: str | Path | Sequence[Mapping[str, Any]] | None = None, top_k: int = 3,
-                 timeout_s: float = 5.0, retries: int = 2):
+                 timeout_s: float = 5.0, retries: int = 2,
+                 api_key_env: str = "SERPER_API_KEY"):
         if isinstance(backend, SearchBackend):
             self.backend = backend
         elif backend == "bm25":
@@ -311,9 +289,12 @@ class SearchTool(Tool):
             if url is None:
                 raise ValueError("backend='http' needs url=, e.g. 'http://127.0.0.1:8000/retrieve'")
             self.backend = HTTPBackend(url, timeout_s=timeout_s, retries=retries)
+        elif backend == "serper":
+            self.backend = SerperBackend(url or SERPER_URL, api_key_env=api_key_env,
+                                         timeout_s=timeout_s, retries=retries)
         else:
-            raise ValueError(f"unknown search backend {backend!r}; use 'bm25', 'http' or a "
-                             "SearchBackend")
+            raise ValueError(f"unknown search backend {backend!r}; use 'bm25', 'http', "
+                             "'serper' or a SearchBackend")
         if not 1 <= top_k <= MAX_TOP_K:
             raise ValueError(f"top_k must be from 1 to {MAX_TOP_K}, got {top_k}")
         self.top_k = top_k
@@ -323,9 +304,10 @@ class SearchTool(Tool):
     def schema(self) -> dict[str, Any]:
         return {"type": "function", "function": {
             "name": self.name,
-            "description": "Search an encyclopedia for facts: landmarks, famous objects, units, "
-                           "science, math and chart terms. Returns numbered hits with title, "
-                           "snippet and url.",
+            "description": (
+                "Search the web for facts. " if isinstance(self.backend, SerperBackend) else
+                "Search an encyclopedia for facts: landmarks, famous objects, units, science, "
+                "math and chart terms. ") + "Returns numbered hits with title, snippet and url.",
             "parameters": {"type": "object", "properties": {
                 "query": {"type": "string",
                           "description": "A few keywords, e.g. 'Eiffel Tower height'."},
@@ -352,3 +334,8 @@ class SearchTool(Tool):
 
     def __repr__(self) -> str:
         return f"SearchTool(backend={type(self.backend).__name__}, top_k={self.top_k})"
+
+
+def web_search() -> SearchTool:
+    """`search` over the hosted web-search API (Serper's format; key from $SERPER_API_KEY)."""
+    return SearchTool("serper")

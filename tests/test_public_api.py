@@ -1,0 +1,34 @@
+"""The packages' public names: importable as the README shows, and cheap to import."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_readme_imports_work():
+    from agents import HFPolicy, OpenAIPolicy, Trajectory, rollout, tiny  # noqa: F401
+    from algorithms import AXPOConfig, GRPOConfig, SFTConfig, Trainer, train_sft  # noqa: F401
+
+    assert AXPOConfig().resamples_per_prefix == 4 and Trainer.__name__ == "Trainer"
+
+
+def test_configs_and_the_openai_policy_import_without_torch():
+    code = ("import sys; from algorithms import AXPOConfig; from agents import OpenAIPolicy; "
+            "AXPOConfig(); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_unknown_names_are_attribute_errors():
+    import agents
+    import algorithms
+
+    for module in (agents, algorithms):
+        try:
+            module.NoSuchThing  # noqa: B018
+        except AttributeError as err:
+            assert "NoSuchThing" in str(err)
+        else:
+            raise AssertionError("expected AttributeError")
