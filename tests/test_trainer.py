@@ -364,5 +364,5 @@ def test_gradient_checkpointing_gives_the_same_update(tmp_path):
     plain = update_gradient(tmp_path / "plain", "dapo", 2, 2)
     trainer = Trainer("grpo", config(GRPOConfig, tmp_path / "gc", gradient_checkpointing=True),
                       make_policy())
-    assert trainer.policy.model.is_gradient_checkpointing
+    assert trainer.policy.model.is_activation_checkpointing
     close(update_gradient(tmp_path / "gc2", "dapo", 2, 2, gradient_checkpointing=True), plain)
