@@ -335,13 +335,16 @@ class HFPolicy:
 
     # ------------------------------------------------------------------------------ scoring
 
-    def forward_logits(self, prompts: Sequence[TokenPrompt], model: Any = None
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_logits(self, prompts: Sequence[TokenPrompt], model: Any = None,
+                       logits_to_keep: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher-forced logits for a left-padded batch: (logits[b, t] predicts ids[b, t+1],
         the padded ids). Gradients flow: trainers call this, with `model` set to the wrapped
-        (DDP) training model or a frozen reference of the same architecture."""
+        (DDP) training model or a frozen reference of the same architecture.
+        `logits_to_keep` > 0: only the last that many positions' logits (the LM head is skipped
+        on the prompt, as TRL does)."""
         inputs = self._collate(list(prompts))
-        logits = (model or self.model)(**inputs).logits
+        extra = {"logits_to_keep": logits_to_keep} if logits_to_keep else {}
+        logits = (model or self.model)(**inputs, use_cache=False, **extra).logits
         return logits, inputs["input_ids"]
 
     @torch.no_grad()

@@ -110,6 +110,45 @@ class Trajectory:
 EnvFactory = Callable[[], gym.Env]
 
 
+class EnvPool:
+    """Envs of one id, made on first need and reused by every `rollout` and `branch` that is
+    given the pool, so a task (for a real benchmark: its dataset) loads once per env, not once
+    per episode. Episodes reset them (a branch: `reset(options={"snapshot": s})`). The caller
+    owns the pool and closes it; `made` counts the envs ever built."""
+
+    def __init__(self, env: str | EnvFactory | None = None,
+                 env_kwargs: dict[str, Any] | None = None, envs: Sequence[gym.Env] = ()):
+        self._make = _factory(env, env_kwargs) if env is not None else None
+        self.envs = list(envs)
+        self.made = 0
+
+    def take(self, n: int) -> list[gym.Env]:
+        """`n` envs, building the missing ones."""
+        while len(self.envs) < n:
+            if self._make is None:
+                raise ValueError(f"{n} envs needed, {len(self.envs)} given")
+            self.envs.append(self._make())
+            self.made += 1
+        return self.envs[:n]
+
+    def close(self) -> None:
+        for e in self.envs:
+            e.close()
+        self.envs.clear()
+
+
+Envs = str | EnvFactory | EnvPool | Sequence[gym.Env]
+
+
+def _pool(env: Envs, env_kwargs: dict[str, Any] | None) -> tuple[EnvPool, bool]:
+    """The pool to draw envs from, and whether this call made it (and so must close it)."""
+    if isinstance(env, EnvPool):
+        return env, False
+    if isinstance(env, Sequence) and not isinstance(env, str):
+        return EnvPool(envs=env), False
+    return EnvPool(env, env_kwargs), True
+
+
 @dataclass
 class _Episode:
     """An episode in flight: its env, its trajectory and the prompt for the next turn."""
@@ -122,13 +161,15 @@ class _Episode:
     keep: Completion | None = None  # the kept start of the next turn (branching)
 
 
-def rollout(env: str | EnvFactory, policy: HFPolicy | Policy, tasks: Sequence[str | int],
+def rollout(env: Envs, policy: HFPolicy | Policy, tasks: Sequence[str | int],
             group_size: int = 1, sampling: SamplingParams | None = None, seed: int = 0,
             batch_size: int = 16, env_kwargs: dict[str, Any] | None = None,
             progress: bool = True) -> list[Trajectory]:
     """Run `group_size` episodes per task (task ids, or indices into the env's items) and
     return their trajectories, grouped by task in order. Episodes advance turn by turn in
     batches of `batch_size`; one that fails is recorded (`error`) and the others go on.
+    `env`: an env id or factory (envs are made and closed here), or an `EnvPool` or envs the
+    caller owns, reused and left open.
 
     With an `HFPolicy` the trajectories hold exact token records; any other `Policy` (e.g.
     `OpenAIPolicy` for evaluation on a server) is fed the env's observations, and its
@@ -136,24 +177,25 @@ def rollout(env: str | EnvFactory, policy: HFPolicy | Policy, tasks: Sequence[st
     sampling = sampling or SamplingParams()
     if not isinstance(policy, HFPolicy):
         policy = _ConversationMode(policy)
-    make = _factory(env, env_kwargs)
+    pool, owned = _pool(env, env_kwargs)
     jobs = [(task, g) for task in tasks for g in range(group_size)]
     out: list[Trajectory] = []
-    envs: list[gym.Env] = []
     bar = tqdm(total=len(jobs), desc="rollout", unit="ep", disable=not progress)
     try:
         for start in range(0, len(jobs), batch_size):
             chunk = jobs[start:start + batch_size]
-            while len(envs) < len(chunk):
-                envs.append(make())
+            envs = pool.take(len(chunk))
             episodes = []
-            for (task, g), e in zip(chunk, envs):
+            last: tuple[Any, Any] = (None, None)  # (observation, its prompt): a group's
+            for (task, g), e in zip(chunk, envs):  # episodes mostly start alike: render once
                 options = {"task_id": task} if isinstance(task, str) else {"index": int(task)}
                 traj = Trajectory(task_id=str(task), group=g)
                 try:
                     obs, _ = e.reset(seed=seed + start + len(episodes), options=options)
                     traj.task_id = e.unwrapped.snapshot().task_id
-                    prompt = policy.prompt(obs)
+                    same = last[0] is not None and _equal(obs, last[0])
+                    prompt = last[1] if same else policy.prompt(obs)
+                    last = (obs, prompt)
                     episodes.append(_Episode(e, traj, prompt, list(prompt.ids), obs["tools"]))
                 except Exception as exc:  # a bad task or image: record it, go on
                     traj.error = f"reset failed: {type(exc).__name__}: {exc}"
@@ -164,13 +206,13 @@ def rollout(env: str | EnvFactory, policy: HFPolicy | Policy, tasks: Sequence[st
             bar.update(len(chunk))
     finally:
         bar.close()
-        for e in envs:
-            e.close()
+        if owned:
+            pool.close()
     return out
 
 
 def branch(trajectory: Trajectory, turn: int, keep: int, policy: HFPolicy, n: int,
-           env: str | EnvFactory | Sequence[gym.Env], sampling: SamplingParams | None = None,
+           env: Envs, sampling: SamplingParams | None = None,
            env_kwargs: dict[str, Any] | None = None) -> list[Trajectory]:
     """Resample from inside turn `turn` of `trajectory`: restore the env to its snapshot before
     that turn, keep the first `keep` generated ids of the turn (e.g. its thinking up to the tool
@@ -178,34 +220,30 @@ def branch(trajectory: Trajectory, turn: int, keep: int, policy: HFPolicy, n: in
 
     The kept ids are shared, not regenerated: each branch's turn starts with them (with their
     recorded logprobs) and only what follows is sampled. `env` is an env id or factory (n envs
-    are made and closed here) or n envs of the same id to reuse."""
+    are made and closed here), or an `EnvPool` or n envs of the same id to reuse; each is
+    restored through its wrappers with `reset(options={"snapshot": ...})`."""
     sampling = sampling or SamplingParams()
     source = trajectory.turns[turn]
     kept = Completion(text="", token_ids=source.completion.token_ids[:keep],
                       logprobs=source.completion.logprobs[:keep],
                       entropies=source.completion.entropies[:keep])
     prefix = trajectory.prompt.prefix(source.generated_start, policy.patches_per_token)
-    owned = not isinstance(env, Sequence) or isinstance(env, str)
-    envs = [_factory(env, env_kwargs)() for _ in range(n)] if owned else list(env)
-    if len(envs) < n:
-        raise ValueError(f"branch needs {n} envs, got {len(envs)}")
-    episodes = []
-    for e in envs[:n]:
-        # reset first: wrappers such as OrderEnforcing refuse a step before any reset
-        e.reset(seed=source.snapshot.seed, options={"task_id": source.snapshot.task_id})
-        e.unwrapped.restore(source.snapshot)
-        traj = Trajectory(task_id=trajectory.task_id, group=trajectory.group,
-                          turns=[_copy_turn(t) for t in trajectory.turns[:turn]],
-                          parent=(turn, keep), train_from=source.generated_start + keep)
-        episodes.append(_Episode(e, traj, prefix, list(source.env_ids), e.unwrapped.tool_schemas,
-                                 keep=kept))
-    try:  # the n first turns share prefix + kept ids: one prefill, n samples
+    pool, owned = _pool(env, env_kwargs)
+    try:
+        episodes = []
+        for e in pool.take(n):
+            obs, _ = e.reset(seed=source.snapshot.seed, options={"snapshot": source.snapshot})
+            traj = Trajectory(task_id=trajectory.task_id, group=trajectory.group,
+                              turns=[_copy_turn(t) for t in trajectory.turns[:turn]],
+                              parent=(turn, keep), train_from=source.generated_start + keep)
+            episodes.append(_Episode(e, traj, prefix, list(source.env_ids), obs["tools"],
+                                     keep=kept))
+        # the n first turns share prefix + kept ids: one prefill, n samples
         first = policy.sample_shared(prefix.extend(kept.token_ids), n, sampling)
         _play(episodes, policy, sampling, first=first)
     finally:
         if owned:
-            for e in envs:
-                e.close()
+            pool.close()
     return [ep.trajectory for ep in episodes]
 
 
@@ -322,6 +360,14 @@ def _copy_turn(turn: Turn) -> Turn:
     return Turn(turn.snapshot, turn.start, list(turn.env_ids), turn.completion, turn.reward,
                 turn.terminated, turn.truncated, dict(turn.info), list(turn.tool_result),
                 turn.action)
+
+
+def _equal(a: Any, b: Any) -> bool:
+    """`a == b`, False where the comparison itself fails (e.g. arrays in an observation)."""
+    try:
+        return bool(a == b)
+    except Exception:
+        return False
 
 
 def _turn_seed(sampling: SamplingParams, step: int) -> SamplingParams:

@@ -173,6 +173,11 @@ class GRPOConfig(_Config):
     top_k: int = _field(
         0, "Keep only the k most likely tokens when sampling; 0 turns it off, as in TRL.",
         "generation")
+    generation_batch_size: int | None = _field(
+        None, "Episodes played together, each turn of them sampled in one batch (an episode "
+        "that ends frees its row). None: all of the step's rollouts on this process at once, as "
+        "TRL generates its whole generation batch; lower it when their KV caches do not fit.",
+        "generation")
 
     # Training
     output_dir: str = _field(
@@ -187,9 +192,21 @@ class GRPOConfig(_Config):
     learning_rate: float = _field(
         1e-6, "Peak AdamW learning rate. 1e-6 as in TRL's GRPOConfig (and DAPO): RL fine-tuning "
         "of a pretrained policy needs small steps.", "training")
+    per_device_train_batch_size: int = _field(
+        8, "Rollouts per forward/backward on one device: a step's rollouts are cut into padded "
+        "micro-batches of this many rows (images of any size may share one). 8 as in TRL. A "
+        "memory knob, together with gradient_accumulation_steps.", "training")
     gradient_accumulation_steps: int = _field(
-        1, "Micro-batches a step's rollouts are split into; their gradients add up to one "
-        "update. A memory knob: it does not change the update. 1 as in TRL.", "training")
+        1, "Micro-batches whose gradients add up to one optimizer update, as in TRL: a step whose "
+        "rollouts fill more micro-batches makes several updates (TRL's steps_per_generation > "
+        "gradient_accumulation_steps), with the old policy's logprobs taken before the first so "
+        "the clip applies. 1 as in TRL; for one update a step set it to the step's rollouts per "
+        "process / per_device_train_batch_size (e.g. 8 for 64 rollouts and batches of 8).",
+        "training")
+    gradient_checkpointing: bool = _field(
+        False, "Recompute activations in the backward pass instead of storing them: much less "
+        "memory for long multi-turn rollouts at ~30% more update time. False as in TRL's "
+        "TrainingArguments.", "training")
     num_iterations: int = _field(
         1, "Optimizer updates per batch of rollouts (mu in the GRPO paper). 1 as in TRL: fully "
         "on-policy, the clip only matters when > 1.", "training")
@@ -260,9 +277,13 @@ class GRPOConfig(_Config):
         _check(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
         _check(0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}")
         _check(self.top_k >= 0, f"top_k must be >= 0 (0 turns it off), got {self.top_k}")
+        _check(self.generation_batch_size is None or self.generation_batch_size >= 1,
+               f"generation_batch_size must be None or >= 1, got {self.generation_batch_size}")
         _check(self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}")
         _check(self.tasks_per_step >= 1, f"tasks_per_step must be >= 1, got {self.tasks_per_step}")
         _check(self.learning_rate >= 0, f"learning_rate must be >= 0, got {self.learning_rate}")
+        _check(self.per_device_train_batch_size >= 1, "per_device_train_batch_size must be >= 1, "
+               f"got {self.per_device_train_batch_size}")
         _check(self.gradient_accumulation_steps >= 1, "gradient_accumulation_steps must be >= 1, "
                f"got {self.gradient_accumulation_steps}")
         _check(self.num_iterations >= 1, f"num_iterations must be >= 1, got {self.num_iterations}")

@@ -71,3 +71,13 @@ def grpo_batch(groups: Sequence[Sequence[Trajectory]], config: GRPOConfig) -> Tr
         mask = token_mask(t, config)
         samples.append(TrainSample(t, torch.full_like(mask, float(advantage)), mask))
     return TrainBatch(samples, len(samples), int(sum(s.mask.sum() for s in samples)))
+
+
+def pad_left(rows: Sequence[torch.Tensor], width: int) -> torch.Tensor:
+    """Rows of per-position values right-aligned in a `[B, width]` zero tensor: the layout of
+    a left-padded micro-batch (`HFPolicy.forward_logits`)."""
+    out = torch.zeros(len(rows), width, dtype=rows[0].dtype if rows else torch.float32)
+    for b, row in enumerate(rows):
+        if len(row):
+            out[b, width - len(row):] = row
+    return out

@@ -9,7 +9,9 @@ watch, as in CleanRL's `ppo.py`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -145,3 +147,49 @@ def policy_loss(
         n = m.sum() if num_items_in_batch is None else torch.as_tensor(num_items_in_batch)
         loss = total / (n.to(total.dtype).clamp(min=1.0) / num_processes)
     return loss, stats
+
+
+@dataclass(frozen=True)
+class Normalizers:
+    """What a step's optimizer updates divide by, counted over the step's own rollouts on every
+    process (so rows AXPO adds never dilute them) and fixed before the first backward.
+
+    `sequences`/`tokens`: rollouts and trained tokens summed over processes; `micro_batches`:
+    the most micro-batches those rollouts fill on one process (TRL's `steps_per_generation`);
+    `windows`: optimizer updates they make, `ceil(micro_batches / gradient_accumulation_steps)`.
+    """
+
+    sequences: float
+    tokens: float
+    micro_batches: int
+    windows: int
+    num_processes: int = 1
+
+    @classmethod
+    def of(cls, sequences: float, tokens: float, micro_batches: int,
+           gradient_accumulation_steps: int, num_processes: int = 1) -> Normalizers:
+        micro_batches = max(1, int(micro_batches))
+        return cls(float(sequences), float(tokens), micro_batches,
+                   math.ceil(micro_batches / gradient_accumulation_steps), num_processes)
+
+
+def update_loss(loss: Tensor, loss_type: str, rows: int, norm: Normalizers) -> Tensor:
+    """Scale one micro-batch's `policy_loss` (computed with `num_items_in_batch=norm.tokens /
+    norm.windows` for "dapo") to its share of one optimizer update, as TRL's `GRPOTrainer` does.
+
+    Each update normalizes by its share of the step: `sequences / windows` rollouts,
+    `tokens / windows` tokens, `micro_batches / windows` micro-batches (TRL: rows of
+    `per_device_train_batch_size` times `gradient_accumulation_steps`; when the step's rollouts
+    fill whole micro-batches this is TRL's loss exactly). Per process, since DDP averages
+    gradients over processes:
+      - "grpo", "dr_grpo": TRL's mean over the micro-batch's rows divided by the accumulation
+        steps, i.e. `rows` times the micro-batch loss over `sequences / windows / processes`;
+      - "bnpo": the micro-batch's own token mean divided by the accumulation steps;
+      - "dapo": already divided by the update's tokens over all processes (`policy_loss`).
+    """
+    share = norm.sequences / norm.windows / norm.num_processes
+    if loss_type in ("grpo", "dr_grpo"):
+        return loss * (rows / share)
+    if loss_type == "bnpo":
+        return loss / (norm.micro_batches / norm.windows)
+    return loss

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import random
 import time
 from collections.abc import Sequence
@@ -21,7 +22,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 from tqdm.auto import tqdm
@@ -30,11 +30,11 @@ import axpo_env  # noqa: F401  (registers the envs)
 from agents import tiny
 from agents.hf import HFPolicy, TokenPrompt, warp
 from agents.policy import SamplingParams
-from agents.rollout import Trajectory, rollout
+from agents.rollout import EnvPool, Trajectory, rollout
 from algorithms import axpo
 from algorithms.config import AXPOConfig, GRPOConfig
-from algorithms.grpo import TrainBatch, grpo_batch
-from algorithms.loss import policy_loss
+from algorithms.grpo import TrainBatch, TrainSample, grpo_batch, pad_left
+from algorithms.loss import Normalizers, policy_loss, update_loss
 from algorithms.metrics import pass_at_k, thinking_acting_gap
 from algorithms.outputs import (
     RL_PLOT_KEYS,
@@ -85,7 +85,12 @@ class Trainer:
             policy.model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)))
-        self.reference = _frozen_copy(policy.model) if cfg.beta > 0 else None
+        if cfg.gradient_checkpointing:
+            policy.model.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False})
+        # The reference only ever runs without gradients: keep it in the training dtype.
+        self.reference = _frozen_copy(policy.model).to(
+            self.accelerator.device, torch.bfloat16 if cfg.bf16 else None) if cfg.beta > 0 else None
         # The policy keeps the plain module (generation, scoring); updates go through the
         # prepared one, which under `accelerate launch` is DDP-wrapped and syncs gradients.
         self.model, self.optimizer = self.accelerator.prepare(policy.model, self.optimizer)
@@ -93,7 +98,10 @@ class Trainer:
         self.env_kwargs = {"max_turns": cfg.max_turns}
         if cfg.tools is not None:
             self.env_kwargs["tools"] = list(cfg.tools)
-        self.task_ids = list(cfg.task_ids or _all_task_ids(cfg.env_id))
+        # One pool of envs for the whole run: rollouts and AXPO's branches of every step reuse
+        # them, so the task (a benchmark's dataset) loads once per env, not once per episode.
+        self.envs = EnvPool(cfg.env_id, self.env_kwargs)
+        self.task_ids = list(cfg.task_ids or self.envs.take(1)[0].unwrapped.task.task_ids)
         self.sampling = SamplingParams(
             max_new_tokens=cfg.max_completion_length, temperature=cfg.temperature,
             top_p=cfg.top_p, top_k=cfg.top_k or 0, seed=cfg.seed)
@@ -126,6 +134,7 @@ class Trainer:
             if cfg.save_steps and self.step % cfg.save_steps == 0:
                 self.save_checkpoint()
         self.logger.close()
+        self.envs.close()
         if self.accelerator.is_main_process:
             plot_history(self.history, self.output_dir / "metrics.png", RL_PLOT_KEYS,
                          self.algorithm)
@@ -138,17 +147,18 @@ class Trainer:
                                      replace=len(self.task_ids) < cfg.tasks_per_step))
         # Under `accelerate launch` every process draws the same tasks and rolls out its share.
         acc = self.accelerator
-        tasks = tasks[acc.process_index::acc.num_processes] or tasks[:1]
+        tasks = tasks[acc.process_index::acc.num_processes]  # may be empty: update copes
         sampling = replace(self.sampling, seed=cfg.seed * 100_003 + self.step)
-        trajectories = rollout(cfg.env_id, self.policy, tasks, group_size=cfg.num_generations,
+        trajectories = rollout(self.envs, self.policy, tasks, group_size=cfg.num_generations,
                                sampling=sampling, seed=cfg.seed + 1000 * self.step,
-                               env_kwargs=self.env_kwargs, progress=False)
+                               batch_size=cfg.generation_batch_size
+                               or max(1, len(tasks) * cfg.num_generations), progress=False)
         groups = [trajectories[i:i + cfg.num_generations]
                   for i in range(0, len(trajectories), cfg.num_generations)]
         metrics = rollout_metrics(groups, cfg.num_generations)
         metrics["rollout_time"] = (t1 := time.perf_counter()) - t0
         if self.algorithm == "axpo":
-            branches, stats = axpo.explore(groups, self.policy, cfg.env_id, cfg, sampling,
+            branches, stats = axpo.explore(groups, self.policy, self.envs, cfg, sampling,
                                            self.rng, env_kwargs=self.env_kwargs)
             batch = axpo.axpo_batch(groups, branches, cfg)
             metrics.update(stats)
@@ -168,60 +178,120 @@ class Trainer:
 
     def update(self, batch: TrainBatch) -> dict[str, float]:
         """`num_iterations` passes of the clipped loss over the batch's rows, each row with its
-        own per-token advantages and mask (GRPO: one advantage a rollout; AXPO: two streams)."""
-        cfg = self.config
+        own per-token advantages and mask (GRPO: one advantage a rollout; AXPO: two streams).
+
+        Rows run in left-padded micro-batches of `per_device_train_batch_size`; every
+        `gradient_accumulation_steps` micro-batches make one optimizer update (TRL's
+        semantics, `algorithms.loss.update_loss`). Under several processes every one runs the
+        same number of updates and joins every gradient sync, with a zero loss where it has
+        nothing to train, so none waits forever."""
+        cfg, acc = self.config, self.accelerator
+        size, accumulation = cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps
         samples = batch.samples
-        if not samples:
+        micro = [samples[i:i + size] for i in range(0, len(samples), size)]
+        (sequences, tokens), (own, most) = self._sum_and_max(
+            [batch.num_sequences, batch.num_tokens],
+            [math.ceil(batch.num_sequences / size), len(micro)])
+        if most == 0:  # no process has anything to train: all agree, nobody syncs
             return {"loss": 0.0, "trained_rollouts": 0.0}
-        old = [self._logprobs([s.trajectory], grad=False)[0] for s in samples] \
-            if cfg.num_iterations > 1 else None
-        ref = [self._logprobs([s.trajectory], self.reference)[0].detach() for s in samples] \
+        norm = Normalizers.of(sequences, tokens, own, accumulation, acc.num_processes)
+        updates = math.ceil(most / accumulation)
+        # The old policy (the clip's anchor) only differs from the current one once an update
+        # happened within the step; its and the reference's logprobs need no gradients.
+        old = [self._logprobs(mb, grad=False) for mb in micro] \
+            if cfg.num_iterations > 1 or updates > 1 else None
+        ref = [self._logprobs(mb, self.reference) for mb in micro] \
             if self.reference is not None else None
         stats: dict[str, list[float]] = {}
         model = self.model
         model.train()
-        # One optimizer update per iteration over all of the step's rows: gradients are
-        # accumulated one rollout at a time (DDP syncs only on the last backward). The
-        # normalizers count the step's own rollouts, so added resample rows do not dilute them.
         for _ in range(cfg.num_iterations):
-            for i, s in enumerate(samples):
-                last = i == len(samples) - 1
-                with contextlib.nullcontext() if last else self.accelerator.no_sync(model):
-                    logp = self._logprobs([s.trajectory])[0]
-                    loss, info = policy_loss(
-                        logp[None], (old[i] if old else logp.detach())[None],
-                        s.advantages[None], s.mask[None], epsilon=cfg.epsilon,
-                        epsilon_high=cfg.epsilon_high, loss_type=cfg.loss_type,
-                        max_completion_length=cfg.max_completion_length,
-                        ref_logprobs=ref[i][None] if ref else None, beta=cfg.beta,
-                        num_items_in_batch=batch.num_tokens if cfg.loss_type == "dapo" else None)
-                    if cfg.loss_type != "dapo":  # dapo is already divided by all tokens
-                        loss = loss / batch.num_sequences
-                    self.accelerator.backward(loss)
-                stats.setdefault("loss", []).append(loss.item())
-                for key, value in info.items():
-                    stats.setdefault(key, []).append(float(value))
-            norm = self.accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            stats.setdefault("grad_norm", []).append(float(norm))
-            self.optimizer.step()
-            self.scheduler.step()
-            self.optimizer.zero_grad()
+            for u in range(updates):
+                window = list(range(u * accumulation, min((u + 1) * accumulation, len(micro))))
+                total = 0.0
+                for k, j in enumerate(window or [None]):
+                    last = k == max(len(window), 1) - 1  # DDP syncs on the window's last backward
+                    with contextlib.nullcontext() if last else acc.no_sync(model):
+                        if j is None:
+                            loss = self._idle_loss()
+                        else:
+                            loss, info = self._micro_batch_loss(
+                                micro[j], old[j] if old else None, ref[j] if ref else None, norm)
+                            for key, value in info.items():
+                                stats.setdefault(key, []).append(float(value))
+                        if last and acc.num_processes > 1:  # every parameter joins the sync
+                            loss = loss + 0.0 * sum(p.sum() for p in model.parameters())
+                        acc.backward(loss)
+                    total += loss.item()
+                stats.setdefault("loss", []).append(total)
+                clip = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
+                stats.setdefault("grad_norm", []).append(
+                    float(acc.clip_grad_norm_(model.parameters(), clip)))
+                self.optimizer.step()
+                self.scheduler.step()
+                self.optimizer.zero_grad()
         model.eval()
         out = {k: float(np.mean(v)) for k, v in stats.items()}
         out["trained_rollouts"] = float(len(samples))
         out["trained_tokens"] = float(sum(int(s.mask.sum()) for s in samples))
+        out["optimizer_updates"] = float(updates * cfg.num_iterations)
         out["learning_rate"] = float(self.scheduler.get_last_lr()[0])
         return out
 
-    def _logprobs(self, trajectories: Sequence[Trajectory], model: Any = None,
+    def _micro_batch_loss(self, rows: Sequence[TrainSample], old: torch.Tensor | None,
+                          ref: torch.Tensor | None, norm: Normalizers
+                          ) -> tuple[torch.Tensor, dict[str, float]]:
+        """One micro-batch's clipped loss, scaled to its share of the optimizer update."""
+        cfg = self.config
+        logp = self._logprobs(rows)
+        width = logp.shape[1]
+        advantages = pad_left([s.advantages for s in rows], width).to(logp.device)
+        mask = pad_left([s.mask for s in rows], width).to(logp.device)
+        loss, info = policy_loss(
+            logp, logp.detach() if old is None else old, advantages, mask,
+            epsilon=cfg.epsilon, epsilon_high=cfg.epsilon_high, loss_type=cfg.loss_type,
+            max_completion_length=cfg.max_completion_length, ref_logprobs=ref, beta=cfg.beta,
+            num_items_in_batch=norm.tokens / norm.windows if cfg.loss_type == "dapo" else None,
+            num_processes=norm.num_processes)
+        return update_loss(loss, cfg.loss_type, len(rows), norm), info
+
+    def _idle_loss(self) -> torch.Tensor:
+        """A zero loss through the (DDP) model, for a process with no rows in an update: its
+        forward arms the gradient sync the other processes are waiting in."""
+        pad = self.policy.pad_id
+        return self.policy.forward_logits([TokenPrompt([pad, pad])], self.model)[0].sum() * 0.0
+
+    def _sum_and_max(self, sums: list[float], maxes: list[int]
+                     ) -> tuple[list[float], list[int]]:
+        """`sums` summed and `maxes` maximized over processes (as they are with one)."""
+        if self.accelerator.num_processes == 1:
+            return [float(v) for v in sums], [int(v) for v in maxes]
+        import torch.distributed as dist
+
+        device = self.accelerator.device
+        a = torch.tensor(sums, dtype=torch.float64, device=device)
+        b = torch.tensor(maxes, dtype=torch.int64, device=device)
+        dist.all_reduce(a, op=dist.ReduceOp.SUM)
+        dist.all_reduce(b, op=dist.ReduceOp.MAX)
+        return a.tolist(), b.tolist()
+
+    def _logprobs(self, rows: Sequence[TrainSample], model: Any = None,
                   grad: bool = True) -> torch.Tensor:
-        """Log-probabilities of ids[1:] under `model` (default: the policy) at the training
-        temperature, as TRL computes them; one row per trajectory (batch of one here)."""
-        prompts: list[TokenPrompt] = [t.prompt for t in trajectories]  # type: ignore[misc]
+        """Log-probabilities of ids[1:] of a left-padded micro-batch under `model` (default:
+        the policy) at the training temperature, as TRL computes them; gradients only for
+        the policy's own pass. Positions before the batch's first trained token are 0: the LM
+        head skips them (for a long multimodal prompt, most of the row)."""
+        prompts: list[TokenPrompt] = [s.trajectory.prompt for s in rows]  # type: ignore[misc]
+        width = max(len(p) for p in prompts)
+        firsts = [width - len(p) + int(s.mask.nonzero()[0]) for p, s in zip(prompts, rows)
+                  if s.mask.any()]
+        keep = width - min(firsts, default=width - 2)  # logits from the first trained position
         with torch.set_grad_enabled(grad and model is None):
-            logits, ids = self.policy.forward_logits(prompts, model or self.model)
+            logits, ids = self.policy.forward_logits(prompts, model or self.model, keep)
             warped = warp(logits[:, :-1], SamplingParams(temperature=self.config.temperature))
-            return warped.log_softmax(-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+            logp = warped.gather(-1, ids[:, width - keep + 1:, None]).squeeze(-1) \
+                - warped.logsumexp(-1)
+            return torch.cat([logp.new_zeros(len(rows), width - keep), logp], dim=1)
 
     # ---------------------------------------------------------------------------- checkpoints
 
@@ -299,13 +369,6 @@ def _frozen_copy(model: Any) -> Any:
     for p in ref.parameters():
         p.requires_grad_(False)
     return ref
-
-
-def _all_task_ids(env_id: str) -> list[str]:
-    env = gym.make(env_id, tools=[])
-    ids = env.unwrapped.task.task_ids
-    env.close()
-    return ids
 
 
 def _ratio(a: float, b: float) -> float:

@@ -107,9 +107,13 @@ class ToolUseEnv(gym.Env[dict, str]):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Start an episode. ``options={"task_id": ...}`` (or ``{"index": i}``) picks the item;
-        otherwise it is drawn with the env's seeded RNG."""
+        otherwise it is drawn with the env's seeded RNG. ``options={"snapshot": s}`` continues
+        from an `EnvSnapshot` (as `restore`), reachable through any wrapper."""
         super().reset(seed=seed)
         options = options or {}
+        if "snapshot" in options:
+            self.restore(options["snapshot"])
+            return self._observation(), self._info()
         if "task_id" in options:
             index = self.task.index_of(str(options["task_id"]))
         elif "index" in options:

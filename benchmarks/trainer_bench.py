@@ -117,6 +117,7 @@ def single_turn(args: argparse.Namespace, root: Path) -> tuple[list[dict], list[
         obs, _ = env.reset(seed=0, options={"task_id": task})
         rows.append({"prompt": policy.tokenizer.decode(policy.prompt(obs).ids), "task_id": task})
     common = dict(num_generations=args.group, max_completion_length=args.tokens,
+                  per_device_train_batch_size=args.prompts * args.group,  # one update a step
                   temperature=1.0, top_p=1.0, top_k=0, beta=0.0, learning_rate=1e-6,
                   epsilon=0.2, loss_type="dapo", scale_rewards="group", seed=0)
 
@@ -155,7 +156,6 @@ def single_turn(args: argparse.Namespace, root: Path) -> tuple[list[dict], list[
 
     trl_cfg = TRLConfig(
         output_dir=str(root / "trl"), max_steps=args.warmup + args.steps,
-        per_device_train_batch_size=args.prompts * args.group,
         generation_kwargs={"min_new_tokens": args.tokens}, lr_scheduler_type="constant",
         gradient_checkpointing=False,  # TRL defaults to True; ours does not checkpoint
         bf16=False, use_cpu=True, report_to="none", save_strategy="no",
@@ -194,6 +194,7 @@ def multi_turn(args: argparse.Namespace, root: Path) -> tuple[list[dict], list[d
     start = sft_start(root, args.sft_steps)
     common = dict(model=str(start), env_id=ENV, task_ids=[f"train-{i}" for i in range(256, 512)],
                   tasks_per_step=8, num_generations=8, max_completion_length=48, max_turns=3,
+                  per_device_train_batch_size=8, gradient_accumulation_steps=8,  # one update
                   temperature=1.0, beta=0.0, learning_rate=0.0, seed=0, max_steps=10**6,
                   save_steps=10**6, report_to="none")
     phases = Phases()
@@ -250,6 +251,8 @@ def main() -> int:
                         help="torch threads; 1 by default: a 1M-parameter model's ops are too "
                         "small to split, and a second thread only waits on a shared machine")
     parser.add_argument("--quick", action="store_true", help="1 step each, short SFT")
+    parser.add_argument("--single-turn-only", action="store_true",
+                        help="only part 1 (TRL against ours)")
     args = parser.parse_args()
     try:
         import trl
@@ -268,9 +271,11 @@ def main() -> int:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="axpo-trainer-bench-") as tmp:
         trl_log, ours_log = single_turn(args, Path(tmp))
-        grpo_log, axpo_log = multi_turn(args, Path(tmp))
+        grpo_log, axpo_log = ([], []) if args.single_turn_only else multi_turn(args, Path(tmp))
 
     per_step = f"{args.prompts} prompts x G={args.group} x {args.tokens} tokens"
+    if args.single_turn_only:
+        grpo_log = axpo_log = ours_log  # part 2's rows are dropped below
     turns = (f"{mean(grpo_log, 'turns'):.2f} turns/episode, "
              f"tool use {mean(grpo_log, 'tool_use'):.2f}")
     same = all(g["first_tokens"] == a["first_tokens"] and g["reward"] == a["reward"]
@@ -302,6 +307,8 @@ def main() -> int:
         ("  ratio axpo / grpo", f"{t_axpo / t_grpo:.2f}x", "",
          f"{tok['axpo'] / tok['grpo']:.2f}x", "", "", ""),
     ]
+    if args.single_turn_only:
+        rows = rows[:3]
     print(f"\n{args.steps} measured steps after {args.warmup} warm-up per trainer; "
           f"{time.perf_counter() - t0:.0f} s in all\n")
     print("| run | ms/step | tokens/step | ms/token | rollout ms | update ms | detail |\n"

@@ -9,7 +9,7 @@ import textwrap
 
 SCRIPT = textwrap.dedent('''
     import hashlib, json, sys, torch
-    sys.path.insert(0, sys.argv[2])
+    sys.path[:0] = [sys.argv[2], sys.argv[2] + '/..']  # these tests, this checkout's code
     from test_trainer import make_policy
     from algorithms.config import GRPOConfig
     from algorithms.trainer import Trainer
@@ -46,3 +46,60 @@ def test_two_processes_train_in_sync(tmp_path):
     assert all(r["world"] == 2 and r["trained"] == 4 for r in results)  # each its share
     assert results[0]["before"] != results[0]["after"]  # they learned...
     assert results[0]["after"] == results[1]["after"]  # ...the same weights (gloo all-reduce)
+
+
+UPDATE_SCRIPT = textwrap.dedent('''
+    import sys, torch
+    sys.path[:0] = [sys.argv[2], sys.argv[2] + '/..']  # these tests, this checkout's code
+    from test_trainer import config, hand_batch, make_policy
+    from algorithms.config import GRPOConfig
+    from algorithms.grpo import TrainBatch
+    from algorithms.trainer import Trainer
+
+    def gradient(loss_type, share):
+        """The all-reduced gradient of one update where this rank trains `share` of the rows."""
+        cfg = config(GRPOConfig, sys.argv[1], loss_type=loss_type, max_completion_length=4,
+                     max_grad_norm=0.0, per_device_train_batch_size=2,
+                     gradient_accumulation_steps=2)
+        trainer = Trainer("grpo", cfg, make_policy())
+        seen = []
+        trainer.optimizer.step = lambda *a, **k: seen.append(torch.cat(
+            [(torch.zeros_like(p) if p.grad is None else p.grad).flatten().clone()
+             for p in trainer.policy.model.parameters()]))
+        rank = trainer.accelerator.process_index
+        samples = share(hand_batch(trainer.policy).samples, rank)
+        out = trainer.update(TrainBatch(samples, len(samples), int(sum(s.mask.sum()
+                                                                      for s in samples))))
+        assert out["optimizer_updates"] == 1 == len(seen), out
+        return rank, seen[0]
+
+    rank, split = gradient("grpo", lambda rows, r: rows[r::2])  # 2 rows and 1 row
+    _, idle = gradient("dapo", lambda rows, r: rows if r == 0 else [])  # rank 1 has nothing
+    if rank == 0:
+        torch.save({"split": split, "idle": idle}, sys.argv[1] + "/grads.pt")
+''')
+
+
+def test_two_processes_update_like_one_and_an_idle_process_does_not_hang(tmp_path):
+    import pytest
+    import torch
+    from test_trainer import update_gradient
+
+    script = tmp_path / "update.py"
+    script.write_text(UPDATE_SCRIPT)
+    tests_dir = str(__import__("pathlib").Path(__file__).parent)
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+             "--master_port", "29542", str(script), str(tmp_path), tests_dir],
+            capture_output=True, text=True, timeout=240)  # a hang fails here, not forever
+    except subprocess.TimeoutExpired:
+        pytest.fail("a process with an empty batch left the other waiting in its backward")
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = torch.load(tmp_path / "grads.pt")
+    for key, loss_type in [("split", "grpo"), ("idle", "dapo")]:
+        # the same three rows on one process, same micro-batch size: DDP's average of the two
+        # ranks' gradients must be this one's (normalizers are summed over processes)
+        one = update_gradient(tmp_path / key, loss_type, 2, 2)
+        torch.testing.assert_close(got[key], one, rtol=1e-4,
+                                   atol=1e-5 * one.abs().max().item())

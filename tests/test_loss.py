@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from algorithms.loss import group_advantages, masked_mean, policy_loss
+from algorithms.loss import Normalizers, group_advantages, masked_mean, policy_loss, update_loss
 
 EPS = 1e-4  # TRL's std epsilon
 
@@ -181,3 +181,26 @@ def test_masked_mean_ignores_masked_values_and_empty_rows():
     mask = torch.tensor([[1, 1, 0], [0, 0, 0]])
     assert masked_mean(x, mask).item() == 1.5
     assert masked_mean(x, mask, dim=-1).tolist() == [1.5, 0.0]
+
+
+# --- scaling a micro-batch's loss to its share of an optimizer update (TRL's accumulation) -----
+# 12 rollouts, 30 tokens, 6 micro-batches in updates of 3 (2 updates), 2 processes: one update
+# holds 12 / 2 updates / 2 processes = 3 rollouts of a process, in 3 micro-batches. A micro-batch
+# of 2 rows with loss 0.6 (grpo: the mean of its 2 rows) counts 0.6 * 2 / 3 = 0.4 for grpo and
+# dr_grpo, 0.6 / 3 accumulation steps = 0.2 for bnpo; dapo's loss is already divided by the
+# update's tokens over the processes (policy_loss), so it is kept.
+def test_update_loss_scales_like_trl_accumulation():
+    norm = Normalizers.of(12, 30, micro_batches=6, gradient_accumulation_steps=3,
+                          num_processes=2)
+    assert (norm.windows, norm.micro_batches) == (2, 6)
+    loss = torch.tensor(0.6, dtype=torch.float64)
+    assert update_loss(loss, "grpo", 2, norm).item() == pytest.approx(0.4, rel=1e-12)
+    assert update_loss(loss, "dr_grpo", 2, norm).item() == pytest.approx(0.4, rel=1e-12)
+    assert update_loss(loss, "bnpo", 2, norm).item() == pytest.approx(0.2, rel=1e-12)
+    assert update_loss(loss, "dapo", 2, norm).item() == pytest.approx(0.6, rel=1e-12)
+
+
+def test_fewer_micro_batches_than_accumulation_steps_make_one_full_update():
+    norm = Normalizers.of(4, 10, micro_batches=1, gradient_accumulation_steps=8)
+    assert norm.windows == 1  # not a 1/8 update: the window is what the step has
+    assert update_loss(torch.tensor(1.0), "grpo", 4, norm).item() == 1.0

@@ -9,7 +9,7 @@ import axpo_env  # noqa: F401
 from agents import tiny
 from agents.hf import HFPolicy
 from agents.policy import Completion, SamplingParams
-from agents.rollout import branch, rollout
+from agents.rollout import EnvPool, branch, rollout
 from axpo_env import render_tool_call
 
 SAMPLING = SamplingParams(max_new_tokens=10, temperature=1.0, seed=0)
@@ -151,3 +151,36 @@ def test_any_policy_rolls_out_at_the_conversation_level():
     assert all(t.info["tool_calls"] == 1 and len(t.turns) == 2 for t in trajs)
     assert "43757584" in trajs[0].turns[0].tool_result[-1]["content"][-1]["text"]
     assert policy.seen == [2, 2, 4, 4] and trajs[0].ids == []
+
+
+def test_a_pool_the_caller_owns_is_reused_by_rollouts_and_branches_and_left_open(policy):
+    closed = []
+
+    class Counted(gym.Wrapper):  # a wrapper: restoring must go through it, not .unwrapped
+        def close(self):
+            closed.append(self)
+            super().close()
+
+    pool = EnvPool(lambda: Counted(gym.make(ENV, **ENV_KWARGS)))
+    calc = render_tool_call("calculator", {"expression": "6*7"})
+    scripted = ScriptedFirstTurns(policy, ["<think>x</think>\n" + calc])
+    first = rollout(pool, scripted, ["8"], group_size=2, sampling=SAMPLING, progress=False)
+    again = rollout(pool, policy, ["11"], group_size=2, sampling=SAMPLING, progress=False)
+    branches = branch(first[0], 0, 3, policy, n=2, env=pool, sampling=SAMPLING)
+    assert pool.made == 2 and not closed  # two envs served three calls, and stay open
+    assert all(t.error is None for t in first + again + branches)
+    assert all(b.ids[:first[0].turns[0].generated_start + 3]
+               == first[0].ids[:first[0].turns[0].generated_start + 3] for b in branches)
+    pool.close()
+    assert len(closed) == 2
+
+
+def test_reset_with_a_snapshot_restores_through_wrappers():
+    env = gym.make(ENV, **ENV_KWARGS)  # OrderEnforcing, PassiveEnvChecker around the env
+    env.reset(seed=1, options={"task_id": "8"})
+    before = env.unwrapped.snapshot()
+    env.step(render_tool_call("calculator", {"expression": "1+1"}))
+    other = gym.make(ENV, **ENV_KWARGS)
+    obs, info = other.reset(options={"snapshot": before})
+    assert other.unwrapped.snapshot() == before and obs["messages"] == list(before.messages)
+    assert info["turn"] == 0

@@ -217,3 +217,152 @@ def test_axpo_step_trains_the_resamples_and_the_source_prefix(tmp_path):
     assert metrics["axpo/recovery_rate"] == 1.0
     assert metrics["trained_rollouts"] == 4 + 4  # the group and the resamples
     assert metrics["grad_norm"] > 0  # the recovered prefixes and resamples carry signal
+
+
+# --- the update: micro-batches, accumulation and TRL's loss types, against hand-worked numbers ---
+# Three text rows whose trained tokens number 1, 3 and 2 (advantages +1, -0.5, +2), in
+# micro-batches of 2 rows (rows 0-1, then row 2), 2 accumulation steps: one optimizer update.
+# n = 3 rollouts, T = 6 tokens, S = 2 micro-batches, max_completion_length L = 4. At ratio 1 the
+# per-token loss is -A * ratio, so the gradient is sum_t w_t * (-A) * grad logp_t with weights:
+#   grpo:    each row's token mean over the 3 rows   -> 1/3 | 1/9, 1/9, 1/9 | 1/6, 1/6
+#   bnpo:    micro-batch token mean / 2 accumulation -> 1/8 | 1/8, 1/8, 1/8 | 1/4, 1/4
+#   dr_grpo: sum / (3 rows * L)                      -> 1/12 on every token
+#   dapo:    sum / 6 tokens of the step              -> 1/6 on every token
+TRAINED, ADVANTAGES = (1, 3, 2), (1.0, -0.5, 2.0)
+WEIGHTS = {
+    "grpo": [[1 / 3], [1 / 9] * 3, [1 / 6] * 2],
+    "bnpo": [[1 / 8], [1 / 8] * 3, [1 / 4] * 2],
+    "dr_grpo": [[1 / 12], [1 / 12] * 3, [1 / 12] * 2],
+    "dapo": [[1 / 6], [1 / 6] * 3, [1 / 6] * 2],
+}
+
+
+def hand_batch(policy):
+    from agents.hf import TokenPrompt
+    from agents.rollout import Trajectory
+    from algorithms.grpo import TrainBatch, TrainSample
+
+    gen = torch.Generator().manual_seed(0)
+    samples = []
+    for n, (trained, advantage) in enumerate(zip(TRAINED, ADVANTAGES)):
+        ids = torch.randint(10, 200, (5 + 2 * n,), generator=gen).tolist()  # unequal lengths
+        mask = torch.zeros(len(ids) - 1)
+        mask[-trained:] = 1
+        t = Trajectory("t", n, prompt=TokenPrompt(ids))
+        samples.append(TrainSample(t, torch.full_like(mask, advantage), mask))
+    return TrainBatch(samples, 3, sum(TRAINED))
+
+
+def update_gradient(tmp_path, loss_type, batch_size, accumulation, **kw):
+    """The gradient the trainer's optimizer update sees (clipping off), flattened."""
+    trainer = Trainer("grpo", config(GRPOConfig, tmp_path, loss_type=loss_type,
+                                     max_completion_length=4, max_grad_norm=0.0,
+                                     per_device_train_batch_size=batch_size,
+                                     gradient_accumulation_steps=accumulation, **kw),
+                      make_policy())
+    seen = []
+    trainer.optimizer.step = lambda *a, **k: seen.append(torch.cat(
+        [(torch.zeros_like(p) if p.grad is None else p.grad).flatten().clone()
+         for p in trainer.policy.model.parameters()]))
+    out = trainer.update(hand_batch(trainer.policy))
+    assert out["optimizer_updates"] == 1 == len(seen)
+    return seen[0]
+
+
+def hand_gradient(loss_type):
+    policy = make_policy()
+    params = list(policy.model.parameters())
+    objective = 0.0
+    for s, weights in zip(hand_batch(policy).samples, WEIGHTS[loss_type]):
+        logits, ids = policy.forward_logits([s.trajectory.prompt])  # one row, no padding
+        logp = logits[0, :-1].float().log_softmax(-1).gather(-1, ids[0, 1:, None]).squeeze(-1)
+        trained = logp[s.mask.bool()]
+        objective = objective + (torch.tensor(weights) * -s.advantages[0] * trained).sum()
+    grads = torch.autograd.grad(objective, params, allow_unused=True)
+    return torch.cat([(g if g is not None else torch.zeros_like(p)).flatten()
+                      for g, p in zip(grads, params)])
+
+
+def close(got, expected):
+    """Equal to float tolerance: padding and batching reorder float sums."""
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5 * expected.abs().max().item())
+
+
+def test_each_loss_type_updates_by_its_hand_worked_token_weights(tmp_path):
+    got = {lt: update_gradient(tmp_path / lt, lt, 2, 2) for lt in WEIGHTS}
+    for loss_type, gradient in got.items():
+        expected = hand_gradient(loss_type)
+        assert expected.abs().max() > 0
+        close(gradient, expected)
+    types = list(got)
+    assert all(not torch.allclose(got[a], got[b], rtol=1e-3)
+               for i, a in enumerate(types) for b in types[i + 1:])  # four different updates
+
+
+@pytest.mark.parametrize("loss_type", ["grpo", "dr_grpo", "dapo"])
+def test_micro_batches_with_accumulation_equal_one_big_batch(tmp_path, loss_type):
+    big = update_gradient(tmp_path / "big", loss_type, 4, 1)
+    for size, accumulation in [(2, 2), (1, 4)]:
+        split = update_gradient(tmp_path / f"{size}", loss_type, size, accumulation)
+        close(split, big)
+
+
+def test_more_micro_batches_than_accumulation_steps_make_several_updates(tmp_path):
+    trainer = Trainer("grpo", config(GRPOConfig, tmp_path, per_device_train_batch_size=1,
+                                     gradient_accumulation_steps=2), make_policy())
+    out = trainer.update(hand_batch(trainer.policy))
+    assert out["optimizer_updates"] == 2  # 3 micro-batches in windows of 2, as TRL steps
+    assert out["clipfrac"] >= 0.0 and out["trained_rollouts"] == 3
+
+
+def test_multi_turn_rows_with_images_of_different_sizes_share_a_micro_batch(tmp_path):
+    from PIL import Image
+
+    from agents.rollout import Trajectory
+    from algorithms.grpo import TrainSample
+
+    trainer = Trainer("grpo", config(GRPOConfig, tmp_path), make_policy())
+    policy = trainer.policy
+    rows = []
+    for n, (first, second) in enumerate([((64, 48), (32, 96)), ((96, 96), None)]):
+        prompt = policy.prompt([{"role": "user", "content": [
+            {"type": "image", "image": Image.new("RGB", first, (200, 30, 30 * n))},
+            {"type": "text", "text": "What is shown?"}]}])
+        call = policy.tokenizer("<tool_call>{}</tool_call>", add_special_tokens=False)
+        reply = [{"role": "tool", "content": [{"type": "text", "text": "crop"}] + (
+            [{"type": "image", "image": Image.new("RGB", second, (0, 90, 0))}] if second else [])}]
+        prompt, _ = policy.continue_prompt(prompt, Completion("", call["input_ids"]), reply)
+        answer = policy.tokenizer("<answer>7</answer>", add_special_tokens=False)["input_ids"]
+        prompt = prompt.extend(answer)
+        mask = torch.ones(len(prompt) - 1)
+        rows.append(TrainSample(Trajectory("t", n, prompt=prompt), mask, mask))
+    assert rows[0].trajectory.prompt.image_grid_thw.shape[0] == 2  # two images, two sizes
+    together = trainer._logprobs(rows, grad=False)
+    for b, row in enumerate(rows):
+        alone = trainer._logprobs([row], grad=False)[0]
+        torch.testing.assert_close(together[b, -len(alone):], alone, rtol=1e-4, atol=1e-4)
+
+
+def test_envs_are_built_once_per_trainer_and_reused_across_steps_and_branches(tmp_path):
+    built = []
+
+    def counted(**kw):
+        built.append(kw)
+        return gym.make("AXPO-MathVista-v0", **kw)
+
+    gym.register("AXPOTest-Counted-v0", entry_point=counted)
+    base = HFPolicy.from_pretrained(tiny.cached("vl"))
+    policy = WrongCallsThenRecoverable(base.model, base.processor)
+    cfg = config(AXPOConfig, tmp_path, max_steps=2, max_turns=3, resample_ratio=1.0,
+                 resamples_per_prefix=2, env_id="AXPOTest-Counted-v0")
+    history = Trainer("axpo", cfg, policy).train()
+    assert [h["axpo/resamples"] for h in history] == [4, 4]  # 2 steps, 2 branches each
+    assert len(built) == 4  # the group's 4 envs served 8 rollouts and 16 resamples
+
+
+def test_gradient_checkpointing_gives_the_same_update(tmp_path):
+    plain = update_gradient(tmp_path / "plain", "dapo", 2, 2)
+    trainer = Trainer("grpo", config(GRPOConfig, tmp_path / "gc", gradient_checkpointing=True),
+                      make_policy())
+    assert trainer.policy.model.is_activation_checkpointing
+    close(update_gradient(tmp_path / "gc2", "dapo", 2, 2, gradient_checkpointing=True), plain)
