@@ -196,12 +196,13 @@ class GRPOConfig(_Config):
         8, "Rollouts per forward/backward on one device: a step's rollouts are cut into padded "
         "micro-batches of this many rows (images of any size may share one). 8 as in TRL. A "
         "memory knob, together with gradient_accumulation_steps.", "training")
-    gradient_accumulation_steps: int = _field(
-        1, "Micro-batches whose gradients add up to one optimizer update, as in TRL: a step whose "
-        "rollouts fill more micro-batches makes several updates (TRL's steps_per_generation > "
-        "gradient_accumulation_steps), with the old policy's logprobs taken before the first so "
-        "the clip applies. 1 as in TRL; for one update a step set it to the step's rollouts per "
-        "process / per_device_train_batch_size (e.g. 8 for 64 rollouts and batches of 8).",
+    gradient_accumulation_steps: int | None = _field(
+        None, "Micro-batches whose gradients add up to one optimizer update. None (default): all "
+        "of a step's micro-batches, so a step of rollouts makes one update whatever "
+        "per_device_train_batch_size is (a memory knob only). TRL's default is 1 because its "
+        "generation batch is one update's worth of rollouts (steps_per_generation); an integer "
+        "here has TRL's semantics: a step whose rollouts fill more micro-batches makes several "
+        "updates, with the old policy's logprobs taken before the first so the clip applies.",
         "training")
     gradient_checkpointing: bool = _field(
         False, "Recompute activations in the backward pass instead of storing them: much less "
@@ -284,8 +285,9 @@ class GRPOConfig(_Config):
         _check(self.learning_rate >= 0, f"learning_rate must be >= 0, got {self.learning_rate}")
         _check(self.per_device_train_batch_size >= 1, "per_device_train_batch_size must be >= 1, "
                f"got {self.per_device_train_batch_size}")
-        _check(self.gradient_accumulation_steps >= 1, "gradient_accumulation_steps must be >= 1, "
-               f"got {self.gradient_accumulation_steps}")
+        _check(self.gradient_accumulation_steps is None or self.gradient_accumulation_steps >= 1,
+               "gradient_accumulation_steps must be None (one update a step) or >= 1, got "
+               f"{self.gradient_accumulation_steps}")
         _check(self.num_iterations >= 1, f"num_iterations must be >= 1, got {self.num_iterations}")
         _check(0 < self.epsilon < 1, f"epsilon must be in (0, 1), got {self.epsilon}")
         _check(self.epsilon_high is None or self.epsilon_high >= self.epsilon,

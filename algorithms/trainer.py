@@ -194,6 +194,7 @@ class Trainer:
             [math.ceil(batch.num_sequences / size), len(micro)])
         if most == 0:  # no process has anything to train: all agree, nobody syncs
             return {"loss": 0.0, "trained_rollouts": 0.0}
+        accumulation = accumulation or most  # None: the whole step is one update
         norm = Normalizers.of(sequences, tokens, own, accumulation, acc.num_processes)
         updates = math.ceil(most / accumulation)
         # The old policy (the clip's anchor) only differs from the current one once an update

@@ -29,11 +29,12 @@ def test_grpo_defaults_use_trl_names_and_values():
     assert c.scale_rewards == "group"  # original GRPO std scaling
     assert c.num_iterations == 1  # fully on-policy
     assert c.mask_truncated_completions is False
-    assert c.max_grad_norm == 1.0 and c.gradient_accumulation_steps == 1
+    assert c.max_grad_norm == 1.0
     assert c.weight_decay == 0.0 and c.warmup_steps == 0
     # Deliberately different from TRL (each field's help says why):
     assert c.max_completion_length == 512  # per turn, room to think before a tool call (TRL 256)
     assert c.bf16 is False  # the embedded tiny model trains exactly on CPU (TRL: True on GPU)
+    assert c.gradient_accumulation_steps is None  # one update a step (TRL: 1 update a generation)
     assert c.logging_steps == 1  # a step is a whole rollout batch (TRL 10)
     assert c.save_steps == 50 and c.max_steps == 200  # RL runs count steps, no epochs (TRL -1)
     assert c.seed == 0

@@ -313,6 +313,9 @@ def test_more_micro_batches_than_accumulation_steps_make_several_updates(tmp_pat
     out = trainer.update(hand_batch(trainer.policy))
     assert out["optimizer_updates"] == 2  # 3 micro-batches in windows of 2, as TRL steps
     assert out["clipfrac"] >= 0.0 and out["trained_rollouts"] == 3
+    by_default = Trainer("grpo", config(GRPOConfig, tmp_path / "d", per_device_train_batch_size=1),
+                         make_policy())
+    assert by_default.update(hand_batch(by_default.policy))["optimizer_updates"] == 1
 
 
 def test_multi_turn_rows_with_images_of_different_sizes_share_a_micro_batch(tmp_path):
