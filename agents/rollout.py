@@ -211,6 +211,17 @@ def rollout(env: Envs, policy: HFPolicy | Policy, tasks: Sequence[str | int],
     return out
 
 
+@dataclass(frozen=True)
+class BranchPoint:
+    """Where to resample: turn `turn` of `trajectory`, keeping its first `keep` generated ids,
+    `n` times."""
+
+    trajectory: Trajectory
+    turn: int
+    keep: int
+    n: int
+
+
 def branch(trajectory: Trajectory, turn: int, keep: int, policy: HFPolicy, n: int,
            env: Envs, sampling: SamplingParams | None = None,
            env_kwargs: dict[str, Any] | None = None) -> list[Trajectory]:
@@ -222,29 +233,50 @@ def branch(trajectory: Trajectory, turn: int, keep: int, policy: HFPolicy, n: in
     recorded logprobs) and only what follows is sampled. `env` is an env id or factory (n envs
     are made and closed here), or an `EnvPool` or n envs of the same id to reuse; each is
     restored through its wrappers with `reset(options={"snapshot": ...})`."""
+    return branch_many([BranchPoint(trajectory, turn, keep, n)], policy, env, sampling,
+                       env_kwargs)[0]
+
+
+def branch_many(points: Sequence[BranchPoint], policy: HFPolicy, env: Envs,
+                sampling: SamplingParams | None = None,
+                env_kwargs: dict[str, Any] | None = None) -> list[list[Trajectory]]:
+    """`branch` at several points at once: each point's first turn is sampled from one shared
+    prefill of its prefix (point i with seed `sampling.seed + 104729 * i`), then all the
+    episodes play on together in one batch. Returns the resamples per point, in order."""
     sampling = sampling or SamplingParams()
-    source = trajectory.turns[turn]
-    kept = Completion(text="", token_ids=source.completion.token_ids[:keep],
-                      logprobs=source.completion.logprobs[:keep],
-                      entropies=source.completion.entropies[:keep])
-    prefix = trajectory.prompt.prefix(source.generated_start, policy.patches_per_token)
     pool, owned = _pool(env, env_kwargs)
     try:
-        episodes = []
-        for e in pool.take(n):
-            obs, _ = e.reset(seed=source.snapshot.seed, options={"snapshot": source.snapshot})
-            traj = Trajectory(task_id=trajectory.task_id, group=trajectory.group,
-                              turns=[_copy_turn(t) for t in trajectory.turns[:turn]],
-                              parent=(turn, keep), train_from=source.generated_start + keep)
-            episodes.append(_Episode(e, traj, prefix, list(source.env_ids), obs["tools"],
+        envs = iter(pool.take(sum(p.n for p in points)))
+        per_point, episodes, firsts = [], [], []
+        for i, point in enumerate(points):
+            whole = point.trajectory
+            source = whole.turns[point.turn]
+            kept = Completion(text="", token_ids=source.completion.token_ids[:point.keep],
+                              logprobs=source.completion.logprobs[:point.keep],
+                              entropies=source.completion.entropies[:point.keep])
+            prefix = whole.prompt.prefix(source.generated_start, policy.patches_per_token)
+            mine = []
+            for _ in range(point.n):
+                e = next(envs)
+                obs, _ = e.reset(seed=source.snapshot.seed,
+                                 options={"snapshot": source.snapshot})
+                traj = Trajectory(task_id=whole.task_id, group=whole.group,
+                                  turns=[_copy_turn(t) for t in whole.turns[:point.turn]],
+                                  parent=(point.turn, point.keep),
+                                  train_from=source.generated_start + point.keep)
+                mine.append(_Episode(e, traj, prefix, list(source.env_ids), obs["tools"],
                                      keep=kept))
-        # the n first turns share prefix + kept ids: one prefill, n samples
-        first = policy.sample_shared(prefix.extend(kept.token_ids), n, sampling)
-        _play(episodes, policy, sampling, first=first)
+            seeded = sampling if sampling.seed is None else replace(
+                sampling, seed=sampling.seed + 104_729 * i)
+            # the n first turns share prefix + kept ids: one prefill, n samples
+            firsts += policy.sample_shared(prefix.extend(kept.token_ids), point.n, seeded)
+            per_point.append(mine)
+            episodes += mine
+        _play(episodes, policy, sampling, first=firsts)
     finally:
         if owned:
             pool.close()
-    return [ep.trajectory for ep in episodes]
+    return [[ep.trajectory for ep in mine] for mine in per_point]
 
 
 def _play(episodes: list[_Episode], policy: HFPolicy, sampling: SamplingParams,

@@ -31,7 +31,7 @@ import torch
 
 from agents.hf import HFPolicy
 from agents.policy import SamplingParams
-from agents.rollout import EnvFactory, Trajectory, branch
+from agents.rollout import BranchPoint, Envs, Trajectory, branch_many
 from algorithms.config import AXPOConfig
 from algorithms.grpo import (
     TrainBatch,
@@ -142,7 +142,7 @@ def allocate(per_group: Sequence[list[Branch]], blocks: int, config: AXPOConfig,
     return chosen
 
 
-def explore(groups: Sequence[Sequence[Trajectory]], policy: HFPolicy, env: str | EnvFactory,
+def explore(groups: Sequence[Sequence[Trajectory]], policy: HFPolicy, env: Envs,
             config: AXPOConfig, sampling: SamplingParams, rng: np.random.Generator,
             env_kwargs: dict | None = None) -> tuple[list[Branch], dict[str, float]]:
     """Pick the step's branch points and resample K continuations from each. Returns the
@@ -152,12 +152,13 @@ def explore(groups: Sequence[Sequence[Trajectory]], policy: HFPolicy, env: str |
     n_rollouts = sum(len(group) for group in groups)
     blocks = int(config.resample_ratio * n_rollouts // config.resamples_per_prefix)
     branches = allocate([c for c in per_group if c], blocks, config, rng)
-    for b, chosen in enumerate(branches):  # a seed per branch: distinct resamples
-        seeded = sampling if sampling.seed is None else replace(
-            sampling, seed=sampling.seed + 104_729 * (b + 1))
-        chosen.resamples = branch(groups[chosen.group][chosen.source], chosen.turn, chosen.keep,
-                                  policy, config.resamples_per_prefix, env, seeded,
-                                  env_kwargs=env_kwargs)
+    points = [BranchPoint(groups[b.group][b.source], b.turn, b.keep, config.resamples_per_prefix)
+              for b in branches]  # one batch: every branch's resamples play on together
+    if sampling.seed is not None:  # not the random stream of the step's first rollouts
+        sampling = replace(sampling, seed=sampling.seed + 104_729)
+    for chosen, resamples in zip(branches, branch_many(points, policy, env, sampling,
+                                                       env_kwargs=env_kwargs)):
+        chosen.resamples = resamples
     made = [t for b in branches for t in b.resamples]
     stats = {
         "axpo/triggered_questions": float(sum(bool(c) for c in per_group)),

@@ -9,7 +9,7 @@ import axpo_env  # noqa: F401
 from agents import tiny
 from agents.hf import HFPolicy
 from agents.policy import Completion, SamplingParams
-from agents.rollout import EnvPool, branch, rollout
+from agents.rollout import BranchPoint, EnvPool, branch, branch_many, rollout
 from axpo_env import render_tool_call
 
 SAMPLING = SamplingParams(max_new_tokens=10, temperature=1.0, seed=0)
@@ -107,6 +107,34 @@ def test_branch_keeps_the_prefix_and_resamples_the_rest(policy):
         new, recorded = rescored(policy, b)
         assert new == pytest.approx(recorded, abs=1e-4)
     assert len({tuple(b.ids[shared:]) for b in branches}) > 1
+
+
+def test_branch_many_plays_every_points_resamples_in_one_batch_in_order(policy):
+    calc = render_tool_call("calculator", {"expression": "6*7"})
+    scripted = ScriptedFirstTurns(policy, ["<think>I will compute.</think>\n" + calc])
+    sources = rollout(ENV, scripted, ["8", "11"], sampling=SAMPLING, env_kwargs=ENV_KWARGS,
+                      progress=False)
+    assert sources[0].ids != sources[1].ids  # two different questions
+    keeps = (3, 5)
+    batches = []
+    original = policy.sample
+
+    def counting(prompts, n=1, sampling=None):
+        batches.append(len(prompts))
+        return original(prompts, n=n, sampling=sampling)
+
+    policy.sample = counting
+    try:
+        out = branch_many([BranchPoint(s, 0, k, 2) for s, k in zip(sources, keeps)], policy,
+                          ENV, SAMPLING, env_kwargs=ENV_KWARGS)
+    finally:
+        del policy.sample
+    assert [len(r) for r in out] == [2, 2]
+    for source, keep, resamples in zip(sources, keeps, out):
+        shared = source.turns[0].generated_start + keep
+        assert all(r.ids[:shared] == source.ids[:shared] and r.train_from == shared
+                   for r in resamples)
+    assert batches and batches[0] == 4  # the second turns of all four played together
 
 
 def test_a_failing_episode_is_recorded_and_the_batch_goes_on(policy):
