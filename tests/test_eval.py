@@ -234,7 +234,9 @@ def test_an_interrupted_run_resumes_to_the_same_results_without_recomputing(tmp_
 
     resumed_policy = Interrupting(tiny_policy)
     resumed = run_eval(cfg, resumed_policy, progress=False)
-    assert resumed_policy.episodes == 10 - len(saved)  # finished episodes are not rerun
+    # finished episodes are not rerun: the rest are (10 - saved) / 2 items, and the 2 samples
+    # of an item share one rendered prompt
+    assert resumed_policy.episodes == (10 - len(saved)) // 2
     final = _episodes(f"{cfg.output_dir}/results.jsonl")
     assert final == _episodes(f"{whole_cfg.output_dir}/results.jsonl")
     assert resumed.benchmarks == whole.benchmarks
