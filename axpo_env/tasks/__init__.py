@@ -30,6 +30,7 @@ class TaskSpec:
 
 BUILTIN_TASKS: tuple[TaskSpec, ...] = (
     TaskSpec("AXPO-ToolArith-v0", "axpo_env.tasks.tool_arith:ToolArith"),
+    TaskSpec("AXPO-ZoomBoxes-v0", "axpo_env.tasks.zoom_boxes:ZoomBoxes"),
     # reasoning
     TaskSpec("AXPO-MathVista-v0", "axpo_env.tasks.mathvista:MathVista"),
     TaskSpec("AXPO-MathVision-v0", "axpo_env.tasks.mathvision:MathVision"),
@@ -47,10 +48,11 @@ BUILTIN_TASKS: tuple[TaskSpec, ...] = (
     TaskSpec("AXPO-MMSearch-v0", "axpo_env.tasks.mmsearch:MMSearch"),
 )
 
-#: The AXPO paper's evaluation suite (reasoning, perception, search); ToolArith is the synthetic
-#: training demo, not a benchmark.
+#: The synthetic tasks of the training demos, not benchmarks.
+SYNTHETIC_TASKS: tuple[str, ...] = ("AXPO-ToolArith-v0", "AXPO-ZoomBoxes-v0")
+#: The AXPO paper's evaluation suite (reasoning, perception, search).
 PAPER_BENCHMARKS: tuple[str, ...] = tuple(
-    spec.env_id for spec in BUILTIN_TASKS if spec.env_id != "AXPO-ToolArith-v0")
+    spec.env_id for spec in BUILTIN_TASKS if spec.env_id not in SYNTHETIC_TASKS)
 
 
 def load_task_class(path: str) -> type[Task]:
@@ -77,7 +79,7 @@ def plugin_tasks() -> list[type[Task]]:
 
 
 __all__ = [
-    "BUILTIN_TASKS", "ENTRY_POINT_GROUP", "Judge", "LazyItems", "PAPER_BENCHMARKS", "Task",
-    "TaskItem", "TaskSpec",
+    "BUILTIN_TASKS", "ENTRY_POINT_GROUP", "Judge", "LazyItems", "PAPER_BENCHMARKS",
+    "SYNTHETIC_TASKS", "Task", "TaskItem", "TaskSpec",
     "load_task_class", "plugin_tasks",
 ]
