@@ -55,16 +55,15 @@ def _grey(image: Image.Image, side: int) -> np.ndarray:
 
 
 def test_patterns_vanish_in_the_whole_image_and_show_in_the_crop():
-    """At the 128-pixel view of the whole image every box's inside is the same grey; in the
-    crop of a box, each pattern is distinct."""
+    """At the 128-pixel view of the whole image every box's inside is a flat tint; in the crop
+    of a box, each pattern is distinct."""
     env = gym.make(ENV, split="test")
     env.reset(seed=0, options={"index": 0})
     item = env.unwrapped._item
     view = _grey(item.images[0], 128)
-    insides = []
-    for colour, (x1, y1, x2, y2) in item.metadata["boxes"].items():
-        insides.append(view[y1 // 2 + 5:y2 // 2 - 5, x1 // 2 + 5:x2 // 2 - 5])
-    assert max(abs(v.mean() - 128) for v in insides) < 2 and max(v.std() for v in insides) < 3
+    insides = [view[y1 // 2 + 2:y2 // 2 - 2, x1 // 2 + 2:x2 // 2 - 2]
+               for x1, y1, x2, y2 in item.metadata["boxes"].values()]
+    assert max(v.std() for v in insides) < 3  # one flat tint per box, whatever its pattern
     crops = {}
     for colour in item.metadata["boxes"]:
         env.reset(seed=0, options={"index": 0})
