@@ -72,9 +72,9 @@ def test_patterns_vanish_in_the_whole_image_and_show_in_the_crop():
         crops[item.metadata["patterns"][colour]] = crop
     assert crops["plain"].std() < 3
     for name in ("horizontal", "vertical", "checkered"):
-        assert crops[name].std() > 40
+        assert crops[name].std() > 15  # two shades of the box's colour, 2 view pixels apart
     rows, cols = crops["horizontal"].std(axis=1), crops["vertical"].std(axis=0)
-    assert rows.mean() < 20 and cols.mean() < 20  # stripes: flat along their direction
+    assert rows.mean() < 3 and cols.mean() < 3  # stripes: flat along their direction
 
 
 def test_splits_never_overlap_and_are_deterministic():
