@@ -4,9 +4,11 @@ side by side from the same start and seeds, on CPU in a few minutes.
     python examples/train_tiny.py [--steps 20] [--out runs/tiny]
     python examples/train_tiny.py --runs grpo,axpo,grpo-equal-compute,axpo-random,arpo
 
-The task (AXPO-ToolArith-v0) asks for a 3-digit times 2-digit product: the model cannot
-compute it, so it is right only if it calls the calculator with the right numbers and copies
-the result. SFT on scripted demonstrations teaches the format; RL then has to make it reliable.
+The task (AXPO-ZoomBoxes-v0) shows four coloured boxes, each filled with a pattern too fine to
+see at the resolution the model sees the whole image, and asks for the pattern of one box: the
+model is right only if its `crop` call's bbox lands on the named box. SFT on scripted
+demonstrations teaches the format and the reading of a crop; where to crop is what RL improves,
+and a wrong box is the failure AXPO's resampling of the call (from a fixed thinking prefix) fixes.
 Prints a per-step table (accuracy, tool-use rate, all-wrong-tool-subgroup share) for each run
 and held-out test accuracy before and after; writes runs/tiny/comparison.png. `--runs` adds
 the paper's ablations and baselines (Table 2 and 3), each a name in RUNS.
@@ -27,9 +29,11 @@ from algorithms.config import AXPOConfig, GRPOConfig, SFTConfig
 from algorithms.metrics import thinking_acting_gap
 from algorithms.sft import train_sft
 from algorithms.trainer import Trainer
-from axpo_env.tasks.tool_arith import write_expert_demos
+from axpo_env.tasks.zoom_boxes import write_expert_demos
 
-ENV = "AXPO-ToolArith-v0"
+ENV = "AXPO-ZoomBoxes-v0"
+#: New tokens per turn: the crop call is ~50 tokens, the answer ~25.
+MAX_NEW_TOKENS = 64
 KEYS = ("accuracy", "tool_use_rate", "all_wrong_tool_subgroup_share")
 #: What `--runs` can name: (algorithm, config overrides), all from the same SFT start and seeds.
 #: The AXPO paper's Table 2 ablations and Table 3 recipes, each one switch; "grpo-equal-compute"
@@ -55,12 +59,29 @@ def load(checkpoint: Path) -> HFPolicy:
     return HFPolicy.from_pretrained(checkpoint, render_tools=False)
 
 
+def sft_start(out: Path, steps: int, demos: int, seed: int = 0) -> Path:
+    """The SFT stage: a seeded tiny Qwen3-VL fine-tuned on `demos` expert episodes for `steps`
+    steps; returns the checkpoint."""
+    # rope_theta 1e4 instead of Qwen3-VL's 5e6: with 32-dim heads, 5e6 leaves the tiny model
+    # almost no positional resolution, and copying (question -> call, crop -> answer) needs it
+    # (ToolArith held-out accuracy after the same SFT: 0.14 with 5e6, 0.69 with 1e4).
+    rope = {"rope_type": "default", "rope_theta": 1e4, "mrope_section": [6, 5, 5],
+            "mrope_interleaved": True}
+    base = tiny.build(out / "base", kind="vl", seed=seed, text_config={"rope_parameters": rope})
+    data = write_expert_demos(out / "demos", demos)
+    return train_sft(SFTConfig(model=str(base), data_path=str(data), output_dir=str(
+        out / "sft"), max_steps=steps, learning_rate=3e-3, warmup_steps=20,
+        per_device_train_batch_size=8, logging_steps=50, save_steps=steps, seed=seed,
+        report_to=["csv"]))
+
+
 def evaluate(policy: HFPolicy, tasks: int = 64, seed: int = 1234) -> dict[str, float]:
-    """Held-out accuracy and tool use at sampling temperature 1 (all 64 test tasks, 4 samples
-    each: 256 episodes; the standard error of an accuracy near 0.4 is about 0.03)."""
+    """Held-out accuracy and tool use at sampling temperature 1 (the first `tasks` test tasks,
+    4 samples each: 256 episodes at 64; the standard error of an accuracy near 0.4 is about
+    0.03)."""
     test_ids = [f"test-{i}" for i in range(tasks)]
     trajs = rollout(ENV, policy, test_ids, group_size=4, seed=seed,
-                    sampling=SamplingParams(max_new_tokens=48, seed=seed),
+                    sampling=SamplingParams(max_new_tokens=MAX_NEW_TOKENS, seed=seed),
                     env_kwargs={"split": "test", "max_turns": 3}, progress=False)
     return thinking_acting_gap(trajs)
 
@@ -68,10 +89,10 @@ def evaluate(policy: HFPolicy, tasks: int = 64, seed: int = 1234) -> dict[str, f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20, help="RL steps per algorithm")
-    parser.add_argument("--sft-steps", type=int, default=400)
+    parser.add_argument("--sft-steps", type=int, default=150)
     parser.add_argument("--demos", type=int, default=256)
     parser.add_argument("--out", type=Path, default=Path("runs/tiny"))
-    parser.add_argument("--eval-tasks", type=int, default=64, help="held-out tasks (<= 64)")
+    parser.add_argument("--eval-tasks", type=int, default=64, help="held-out tasks (<= 256)")
     parser.add_argument("--runs", default="grpo,axpo",
                         help=f"comma-separated, from: {', '.join(RUNS)}")
     args = parser.parse_args()
@@ -80,26 +101,17 @@ def main() -> None:
         parser.error(f"unknown run(s) {', '.join(unknown)}; choose from {', '.join(RUNS)}")
     t0 = time.perf_counter()
 
-    # rope_theta 1e4 instead of Qwen3-VL's 5e6: with 32-dim heads, 5e6 leaves the tiny model
-    # almost no positional resolution, and copying digits (question -> call, result -> answer)
-    # needs it (held-out accuracy after the same SFT: 0.14 with 5e6, 0.69 with 1e4).
-    rope = {"rope_type": "default", "rope_theta": 1e4, "mrope_section": [6, 5, 5],
-            "mrope_interleaved": True}
-    base = tiny.build(args.out / "base", kind="vl", seed=0, text_config={"rope_parameters": rope})
-    data = write_expert_demos(args.out / "demos", args.demos)
-    sft = train_sft(SFTConfig(model=str(base), data_path=str(data), output_dir=str(
-        args.out / "sft"), max_steps=args.sft_steps, learning_rate=3e-3, warmup_steps=20,
-        per_device_train_batch_size=8, logging_steps=50, save_steps=args.sft_steps,
-        report_to=["csv"]))
+    sft = sft_start(args.out, args.sft_steps, args.demos)
     start = evaluate(load(sft), args.eval_tasks)
     print(f"\nSFT start ({time.perf_counter() - t0:.0f} s): test accuracy "
           f"{start['accuracy']:.3f}, tool use {start['tool_use_rate']:.3f}")
 
     common = dict(model=str(sft), env_id=ENV, max_steps=args.steps, tasks_per_step=8,
-                  num_generations=8, max_completion_length=48, max_turns=3, learning_rate=2e-4,
-                  temperature=1.0, seed=0, save_steps=args.steps, report_to=["jsonl", "csv"],
+                  num_generations=8, max_completion_length=MAX_NEW_TOKENS, max_turns=3,
+                  learning_rate=2e-4, temperature=1.0, seed=0, save_steps=args.steps,
+                  report_to=["jsonl", "csv"],
                   epsilon_high=0.4, beta=0.0,  # the paper's clip for all; no KL: a 2x faster demo
-                  task_ids=[f"train-{i}" for i in range(256, 512)])  # not the SFT demos
+                  task_ids=[f"train-{i}" for i in range(1024, 2048)])  # not the SFT demos
     histories, finals = {}, {}
     for run in runs:
         algo, overrides = RUNS[run]
@@ -123,8 +135,8 @@ def main() -> None:
         trained = sum(h.get("trained_rollouts", 0.0) for h in histories[run])
         print(f"| after {run} | {gap['accuracy']:.3f} | {gap['tool_use_rate']:.3f} | "
               f"{made:.0f} ({right:.0f}) | {trained:.0f} |")
-    print("\nResamples come from all-wrong tool-using groups; a correct one is a learning "
-          "signal for the tool call that GRPO's group did not have.")
+    print("\nResamples come from all-wrong tool-using groups (here: crops of the wrong box); a "
+          "correct one is a learning signal for the tool call that GRPO's group did not have.")
     plot(histories, args.out / "comparison.png")
     print(f"\nwall time {time.perf_counter() - t0:.0f} s; plot: {args.out / 'comparison.png'}")
 

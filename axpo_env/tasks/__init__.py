@@ -30,6 +30,7 @@ class TaskSpec:
 
 BUILTIN_TASKS: tuple[TaskSpec, ...] = (
     TaskSpec("AXPO-ToolArith-v0", "axpo_env.tasks.tool_arith:ToolArith"),
+    TaskSpec("AXPO-ZoomBoxes-v0", "axpo_env.tasks.zoom_boxes:ZoomBoxes"),
     # the paper's reasoning benchmarks
     TaskSpec("AXPO-MathVision-v0", "axpo_env.tasks.mathvision:MathVision"),
     TaskSpec("AXPO-DynaMath-v0", "axpo_env.tasks.dynamath:DynaMath"),
@@ -49,6 +50,8 @@ BUILTIN_TASKS: tuple[TaskSpec, ...] = (
     TaskSpec("AXPO-WeMath-v0", "axpo_env.tasks.wemath:WeMath"),
 )
 
+#: The synthetic tasks of the training demos, not benchmarks.
+SYNTHETIC_TASKS: tuple[str, ...] = ("AXPO-ToolArith-v0", "AXPO-ZoomBoxes-v0")
 #: The AXPO paper's nine benchmarks in its order and groups (Table 1: reasoning, perception,
 #: search). `axpo eval --envs paper` runs exactly these.
 PAPER_GROUPS: dict[str, tuple[str, ...]] = {
@@ -85,7 +88,6 @@ def plugin_tasks() -> list[type[Task]]:
 
 __all__ = [
     "BUILTIN_TASKS", "ENTRY_POINT_GROUP", "Judge", "LazyItems", "PAPER_BENCHMARKS", "PAPER_GROUPS",
-    "SCORING_MODES", "Task",
-    "TaskItem", "TaskSpec",
+    "SCORING_MODES", "SYNTHETIC_TASKS", "Task", "TaskItem", "TaskSpec",
     "load_task_class", "plugin_tasks",
 ]

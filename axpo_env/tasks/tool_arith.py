@@ -9,7 +9,6 @@ Items are generated from a seed: `split="train"` (512) and `split="test"` (64) n
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -18,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from axpo_env.protocol import render_answer, render_tool_call
+from axpo_env.tasks import demos
 from axpo_env.tasks.base import LazyItems, Task, TaskItem
 
 SIZES = {"train": 512, "test": 64}
@@ -77,29 +77,6 @@ def expert_turns(item: TaskItem) -> list[str]:
 
 
 def write_expert_demos(folder: str | Path, count: int) -> Path:
-    """Play `expert_turns` through the real env on the first `count` train items and write the
-    conversations as SFT JSONL (`folder/demos.jsonl`, images beside it). No tool schemas go in:
-    a 1.5M model does not learn to copy numbers behind a ~500-token schema block (0/32, against
-    32/32 without it); the system prompt names the tool."""
-    import gymnasium as gym
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    env = gym.make(ToolArith.env_id, split="train")
-    with open(folder / "demos.jsonl", "w") as f:
-        for i in range(count):
-            obs, _ = env.reset(seed=i, options={"index": i})
-            for action in expert_turns(env.unwrapped._item):
-                obs, *_ = env.step(action)
-            messages = []
-            for m in obs["messages"]:
-                parts = []
-                for p in m["content"]:
-                    if p["type"] == "image":
-                        p["image"].save(folder / f"img{i}.png")
-                        p = {"type": "image", "image": f"img{i}.png"}
-                    parts.append(p)
-                messages.append({"role": m["role"], "content": parts})
-            f.write(json.dumps({"messages": messages}) + "\n")
-    env.close()
-    return folder / "demos.jsonl"
+    """Write `count` scripted expert episodes of the train split as SFT JSONL
+    (`folder/demos.jsonl`); see `axpo_env.tasks.demos.write_expert_demos`."""
+    return demos.write_expert_demos(ToolArith.env_id, expert_turns, folder, count)

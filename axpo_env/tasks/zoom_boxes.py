@@ -1,0 +1,143 @@
+"""ZoomBoxes: a synthetic multimodal task where the crop call's arguments decide, for the
+embedded training demo.
+
+The 256x256 image is a 4x4 grid of 64-pixel slots. Four slots hold a box framed in red, green,
+blue or yellow; each box is filled with a fine black-and-white pattern (horizontal stripes,
+vertical stripes, a checkerboard, or plain grey), every box a different one. The question names
+a box by its colour and asks for its pattern. The tiny VL model sees the whole image at 128x128
+(one visual token per slot), where every pattern has 1-pixel detail and averages to the same
+grey: the frames are visible, the patterns are not. A `crop` of the box's slot is shown at 4x
+that resolution, where the pattern is plain to see. So the agent must find the named box and put
+its slot into the crop's bbox; a crop of another box shows another pattern, and is wrong.
+That is the failure AXPO targets: from a fixed thinking prefix ("I will crop the red box"),
+resampling the call's bbox can turn a wrong rollout right.
+
+Items are generated from a seed: `split="train"` (2048) and `split="test"` (256) never overlap.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+from PIL import Image
+
+from axpo_env.protocol import render_answer, render_tool_call
+from axpo_env.tasks import demos
+from axpo_env.tasks.base import LazyItems, Task, TaskItem
+
+SIZES = {"train": 2048, "test": 256}
+SIDE, SLOT = 256, 128  # image side and box (slot) side, pixels
+GRID = SIDE // SLOT
+FRAME = 8  # frame width, pixels
+COLOURS = {"red": (220, 30, 30), "green": (30, 170, 30), "blue": (30, 60, 220),
+           "yellow": (230, 200, 20)}
+PATTERNS = ("horizontal", "vertical", "checkered", "plain")
+
+#: One item: the slot of each box (in COLOURS order), its pattern index, the colour asked for.
+_Key = tuple[tuple[int, ...], tuple[int, ...], int]
+
+
+def _keys(split: str) -> list[_Key]:
+    """Every item (24 box layouts x 24 pattern assignments x 4 questions) in a seeded order;
+    the first SIZES["test"] are the test split, the rest the train split."""
+    rng = np.random.default_rng(2026_11)
+    keys = [(slots, patterns, asked)
+            for slots in itertools.permutations(range(GRID * GRID), len(COLOURS))
+            for patterns in itertools.permutations(range(len(PATTERNS)))
+            for asked in range(len(COLOURS))]
+    keys = [keys[i] for i in rng.permutation(len(keys))]
+    return keys[:SIZES["test"]] if split == "test" else keys[SIZES["test"]:]
+
+
+def slot_box(slot: int) -> list[int]:
+    """The slot's [x1, y1, x2, y2] in pixels (slots are numbered row by row from the top left)."""
+    x, y = slot % GRID * SLOT, slot // GRID * SLOT
+    return [x, y, x + SLOT, y + SLOT]
+
+
+def zoom_box(slot: int) -> list[int]:
+    """The crop that shows a box's pattern: the middle half of its slot, which the crop tool
+    shows at 4x the whole image's view."""
+    x1, y1, x2, y2 = slot_box(slot)
+    q = SLOT // 4
+    return [x1 + q, y1 + q, x2 - q, y2 - q]
+
+
+def _fill(pattern: str, colour: tuple[int, int, int], side: int) -> np.ndarray:
+    """A side x side fill in two shades of `colour` whose every 2x2 block averages to the same
+    tint (so downscaling by 2 or more erases the pattern, not the colour); drawn from even
+    image coordinates."""
+    y, x = np.mgrid[:side, :side]
+    ink = {"horizontal": y % 2, "vertical": x % 2, "checkered": (x + y) % 2}.get(pattern)
+    c = np.array(colour, float)
+    light, dark = (c + 255) / 2, c / 2
+    if ink is None:
+        out = np.broadcast_to((light + dark) / 2, (side, side, 3))
+    else:
+        out = np.where(ink[..., None] == 1, light, dark)
+    return np.round(out).astype(np.uint8)
+
+
+def _image(slots: Sequence[int], patterns: Sequence[int]) -> Image.Image:
+    pixels = np.full((SIDE, SIDE, 3), 255, np.uint8)
+    for colour, slot, pattern in zip(COLOURS.values(), slots, patterns):
+        x1, y1, x2, y2 = slot_box(slot)
+        pixels[y1:y2, x1:x2] = colour
+        inner = SLOT - 2 * FRAME
+        pixels[y1 + FRAME:y2 - FRAME, x1 + FRAME:x2 - FRAME] = _fill(PATTERNS[pattern], colour,
+                                                                     inner)
+    return Image.fromarray(pixels)
+
+
+class ZoomBoxes(Task):
+    """Name the pattern inside one of four coloured boxes; only a crop of that box shows it."""
+
+    env_id: ClassVar[str] = "AXPO-ZoomBoxes-v0"
+    default_tools: ClassVar[tuple[str, ...]] = ("crop",)
+    default_split: ClassVar[str] = "train"
+    instructions: ClassVar[str] = (
+        f"Each coloured box holds a pattern ({', '.join(PATTERNS)}) too fine to see. "
+        "crop(bbox) zooms in; bbox is [x1, y1, x2, y2] in pixels.")
+
+    def load_items(self) -> Sequence[TaskItem]:
+        if self.split not in SIZES:
+            raise ValueError(f"ZoomBoxes has splits {sorted(SIZES)}, not {self.split!r}")
+        keys = _keys(self.split)
+        ids = [f"{self.split}-{i}" for i in range(len(keys))]
+
+        def build(row: tuple[str, _Key]) -> TaskItem:
+            task_id, (slots, patterns, asked) = row
+            colour = list(COLOURS)[asked]
+            return TaskItem(
+                task_id, f"What pattern is inside the {colour} box?",
+                (_image(slots, patterns),), PATTERNS[patterns[asked]],
+                {"colour": colour, "box": zoom_box(slots[asked]),
+                 "boxes": {c: zoom_box(s) for c, s in zip(COLOURS, slots)},
+                 "patterns": {c: PATTERNS[p] for c, p in zip(COLOURS, patterns)}})
+
+        return LazyItems(list(zip(ids, keys)), ids, build)
+
+    def score(self, item: TaskItem, response: str) -> float:
+        return float(response.strip().lower() == item.answer)
+
+
+def expert_turns(item: TaskItem, colour: str | None = None) -> list[str]:
+    """What a competent agent writes: name the box, crop its slot, then answer what the crop
+    shows. `colour` crops another box instead (what a wrong rollout does)."""
+    colour = colour or item.metadata["colour"]
+    seen = item.metadata["patterns"][colour]
+    return [
+        f"<think>\nI will crop the {item.metadata['colour']} box.\n</think>\n\n"
+        + render_tool_call("crop", {"bbox": item.metadata["boxes"][colour]}),
+        f"<think>\nThe crop shows the {seen} pattern.\n</think>\n\n" + render_answer(seen),
+    ]
+
+
+def write_expert_demos(folder: str | Path, count: int) -> Path:
+    """Write `count` scripted expert episodes of the train split as SFT JSONL
+    (`folder/demos.jsonl`); see `axpo_env.tasks.demos.write_expert_demos`."""
+    return demos.write_expert_demos(ZoomBoxes.env_id, expert_turns, folder, count)
