@@ -33,14 +33,7 @@ from agents.hf import HFPolicy
 from agents.policy import SamplingParams
 from agents.rollout import BranchPoint, Envs, Trajectory, branch_many
 from algorithms.config import AXPOConfig
-from algorithms.grpo import (
-    TrainBatch,
-    TrainSample,
-    grpo_batch,
-    shaped_reward,
-    token_mask,
-    trainable,
-)
+from algorithms.grpo import TrainBatch, grpo_batch, shaped_reward, train_sample, trainable
 from algorithms.loss import group_advantages
 
 
@@ -194,14 +187,14 @@ def axpo_batch(groups: Sequence[Sequence[Trajectory]], branches: Sequence[Branch
             members = originals + resamples
             for t, a in zip(members, group_advantages(rewards(members), [0] * len(members),
                                                       scale)):
-                row.setdefault(id(t), _row(t, config)).advantages.fill_(float(a))
+                row.setdefault(id(t), train_sample(t, config)).advantages.fill_(float(a))
         for b in mine:
             continuations = [t for t in b.resamples if trainable(t)]
             if not joint and continuations:  # Eq. 2: the K resamples are their own group
                 resample_advantages = group_advantages(
                     rewards(continuations), [0] * len(continuations), scale)
                 for t, a in zip(continuations, resample_advantages):
-                    row[id(t)] = _row(t, config, float(a))
+                    row[id(t)] = train_sample(t, config, float(a))
             source = group[b.source]
             if arpo or not config.prefix_credit or not config.prefix_fix \
                     or id(source) not in row or not b.resamples:
@@ -221,7 +214,3 @@ def axpo_batch(groups: Sequence[Sequence[Trajectory]], branches: Sequence[Branch
     batch.samples = [s for s in row.values() if s.mask.any()]
     return batch
 
-
-def _row(t: Trajectory, config: AXPOConfig, advantage: float = 0.0) -> TrainSample:
-    mask = token_mask(t, config)
-    return TrainSample(t, torch.full_like(mask, advantage), mask)

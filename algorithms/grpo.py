@@ -59,6 +59,13 @@ def token_mask(trajectory: Trajectory, config: GRPOConfig) -> torch.Tensor:
     return mask
 
 
+def train_sample(trajectory: Trajectory, config: GRPOConfig, advantage: float = 0.0
+                 ) -> TrainSample:
+    """A row whose trained ids all carry one advantage (AXPO rewrites parts of it later)."""
+    mask = token_mask(trajectory, config)
+    return TrainSample(trajectory, torch.full_like(mask, advantage), mask)
+
+
 def grpo_batch(groups: Sequence[Sequence[Trajectory]], config: GRPOConfig) -> TrainBatch:
     """Every trainable rollout with its group-normalized advantage on all its generated ids."""
     rows = [(g, t) for g, group in enumerate(groups) for t in group if trainable(t)]
@@ -66,10 +73,7 @@ def grpo_batch(groups: Sequence[Sequence[Trajectory]], config: GRPOConfig) -> Tr
         return TrainBatch([], 0, 0)
     rewards = torch.tensor([shaped_reward(t, config) for _, t in rows], dtype=torch.float32)
     advantages = group_advantages(rewards, [g for g, _ in rows], config.scale_rewards)
-    samples = []
-    for (_, t), advantage in zip(rows, advantages):
-        mask = token_mask(t, config)
-        samples.append(TrainSample(t, torch.full_like(mask, float(advantage)), mask))
+    samples = [train_sample(t, config, float(a)) for (_, t), a in zip(rows, advantages)]
     return TrainBatch(samples, len(samples), int(sum(s.mask.sum() for s in samples)))
 
 
