@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -193,8 +194,9 @@ def _corpus() -> list[str]:
     return lines * 3 + ["\n".join(lines)] * 3
 
 
-def _train_tokenizer(vocab_size: int) -> Any:
-    """A byte-level BPE with Qwen's pre-tokenizer split, special tokens appended after the vocab."""
+def _train_tokenizer(vocab_size: int, corpus: Sequence[str] = ()) -> Any:
+    """A byte-level BPE with Qwen's pre-tokenizer split, special tokens appended after the vocab;
+    `corpus` lines are learned beside the embedded ones."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
@@ -205,16 +207,18 @@ def _train_tokenizer(vocab_size: int) -> Any:
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(_corpus(), trainer=trainer)
+    tok.train_from_iterator(_corpus() + list(corpus) * 3, trainer=trainer)
     return tok
 
 
-def build_tokenizer(vocab_size: int = 1536) -> Any:
-    """A `PreTrainedTokenizerFast` with Qwen's special tokens, eos/pad and the chat template."""
+def build_tokenizer(vocab_size: int = 1536, corpus: Sequence[str] = ()) -> Any:
+    """A `PreTrainedTokenizerFast` with Qwen's special tokens, eos/pad and the chat template;
+    `corpus`: text of the task to come (e.g. its demonstrations), so its words and numbers get
+    tokens of their own: shorter sequences, and a number is one decision, not several."""
     from tokenizers import AddedToken
     from transformers import PreTrainedTokenizerFast
 
-    tok = _train_tokenizer(vocab_size)
+    tok = _train_tokenizer(vocab_size, corpus)
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
     tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in ADDED_TOKENS])
     fast = PreTrainedTokenizerFast(
@@ -289,6 +293,7 @@ def build(
     min_pixels: int = 32 * 32,
     max_pixels: int = 128 * 128,
     chat_template: str | None = None,
+    corpus: Sequence[str] = (),
     **config_overrides: Any,
 ) -> Path:
     """Write a tiny seeded checkpoint to `path` and return it.
@@ -296,7 +301,8 @@ def build(
     "vl": Qwen3VLForConditionalGeneration (~1.6M params) + tokenizer + Qwen3-VL processor files;
     "text": Qwen3ForCausalLM (~1.1M params) + the same tokenizer. `min_pixels`/`max_pixels`
     bound the image area (64x64 -> 4 image tokens). `chat_template`: Jinja text to ship instead
-    of the embedded one (e.g. a real Qwen template, to test against it). `config_overrides` go
+    of the embedded one (e.g. a real Qwen template, to test against it). `corpus`: extra text the
+    tokenizer learns (see `build_tokenizer`). `config_overrides` go
     to the config
     (`text_config=` / `vision_config=` dicts update the VL towers). Same seed, same weights.
     """
@@ -306,7 +312,7 @@ def build(
         raise ValueError(f"kind must be 'vl' or 'text', got {kind!r}")
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    tok = build_tokenizer(vocab_size)
+    tok = build_tokenizer(vocab_size, corpus)
     template = chat_template or CHAT_TEMPLATE
     tok.chat_template = template
     if kind == "vl":

@@ -397,6 +397,11 @@ class SFTConfig(_Config):
         4096, "Tokens per trajectory; longer ones are truncated at the end. TRL uses 1024, but a "
         "multi-turn trajectory with images (hundreds of tokens each) often exceeds that, and "
         "truncation would cut the final answer SFT must teach.", "data")
+    tokenized_cache_size: int = _field(
+        4096, "Trajectories kept tokenized (ids, labels, image tensors) after their first use, so "
+        "later epochs skip the chat template and the image processor (a third of a tiny model's "
+        "step); least recently used ones are dropped beyond it; 0 re-tokenizes every time. TRL "
+        "tokenizes the whole dataset up front.", "data")
     output_dir: str = _field(
         "runs/sft", "Where checkpoints, config.json and logs go.", "logging")
     learning_rate: float = _field(
@@ -423,6 +428,8 @@ class SFTConfig(_Config):
         _check(bool(self.data_path), "data_path is required: a JSONL file of chat-message "
                "trajectories")
         _check(self.max_length >= 1, f"max_length must be >= 1, got {self.max_length}")
+        _check(self.tokenized_cache_size >= 0,
+               f"tokenized_cache_size must be >= 0, got {self.tokenized_cache_size}")
         _check(self.learning_rate >= 0, f"learning_rate must be >= 0, got {self.learning_rate}")
         _check(self.num_train_epochs >= 1,
                f"num_train_epochs must be >= 1, got {self.num_train_epochs}")

@@ -15,11 +15,12 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import functools
 import json
 import math
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -282,10 +283,12 @@ def train_sft(config: SFTConfig, policy: HFPolicy | str | Path | None = None) ->
     history: list[dict[str, float]] = []
     tokens, losses, saved = 0, [], None
     plan = _schedule(len(examples), cfg, np.random.default_rng(cfg.seed), shard)
+    tokenized = functools.lru_cache(maxsize=cfg.tokenized_cache_size)(
+        lambda j: tokenize_example(policy.processor, examples[j], cfg.max_length))
     bar = tqdm(range(1, total + 1), desc="sft", unit="step", disable=not main)
     for step in bar:
         epoch, micro = next(plan)
-        batches = [b for b in (_micro_batch(policy.processor, examples, idx, cfg.max_length)
+        batches = [b for b in (_micro_batch(tokenized, examples, idx, cfg.max_length)
                                for idx in micro) if b]
         targets = sum(int((x["labels"][1:] != IGNORE).sum()) for b in batches for x in b)
         lr, loss_sum = optimizer.param_groups[0]["lr"], 0.0
@@ -328,12 +331,12 @@ def train_sft(config: SFTConfig, policy: HFPolicy | str | Path | None = None) ->
     return saved
 
 
-def _micro_batch(processor: Any, examples: list[dict], idx: list[int], max_length: int
-                 ) -> list[dict[str, torch.Tensor]]:
+def _micro_batch(tokenized: Callable[[int], dict[str, torch.Tensor]], examples: list[dict],
+                 idx: list[int], max_length: int) -> list[dict[str, torch.Tensor]]:
     """Tokenized examples; one that truncation left without an assistant token is skipped."""
     out = []
     for j in idx:
-        x = tokenize_example(processor, examples[j], max_length)
+        x = tokenized(j)
         if (x["labels"][1:] != IGNORE).any():
             out.append(x)
         else:
