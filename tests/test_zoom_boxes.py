@@ -12,7 +12,13 @@ from PIL import Image
 import axpo_env  # noqa: F401
 from algorithms.sft import load_sft_dataset, tokenize_example
 from axpo_env.tasks import PAPER_BENCHMARKS
-from axpo_env.tasks.zoom_boxes import PATTERNS, ZoomBoxes, expert_turns, write_expert_demos
+from axpo_env.tasks.zoom_boxes import (
+    HOME_SHARE,
+    PATTERNS,
+    ZoomBoxes,
+    expert_turns,
+    write_expert_demos,
+)
 
 ENV = "AXPO-ZoomBoxes-v0"
 
@@ -79,7 +85,7 @@ def test_patterns_vanish_in_the_whole_image_and_show_in_the_crop():
 
 def test_splits_never_overlap_and_are_deterministic():
     train, test = ZoomBoxes("train"), ZoomBoxes("test")
-    assert (len(train), len(test)) == (2048, 256)
+    assert (len(train), len(test)) == (600, 120)
 
     def key(item):
         meta = item.metadata
@@ -95,15 +101,36 @@ def test_splits_never_overlap_and_are_deterministic():
         ZoomBoxes("validation").load_items()
 
 
+def test_the_asked_box_sits_in_its_colours_home_slot_in_the_home_share_of_each_split():
+    """Red's home is the top left slot, green's the top right, blue's the bottom left, yellow's
+    the bottom right: 0.8 of each split asks about a box at home, the rest about one elsewhere."""
+    homes = {"red": [48, 48, 80, 80], "green": [176, 48, 208, 80], "blue": [48, 176, 80, 208],
+             "yellow": [176, 176, 208, 208]}
+    assert HOME_SHARE == 0.8
+    for split, size in (("train", 600), ("test", 120)):
+        task = ZoomBoxes(split)
+        at_home = [task.items[i].metadata["box"] == homes[task.items[i].metadata["colour"]]
+                   for i in range(len(task))]
+        assert sum(at_home) == 0.8 * size
+        asked = {task.items[i].metadata["colour"] for i in range(len(task)) if not at_home[i]}
+        assert asked == set(homes)  # every colour is also asked about away from home
+
+
 def test_expert_demos_round_trip_through_the_sft_loader(tmp_path):
     from agents import tiny
     from agents.hf import HFPolicy
 
     path = write_expert_demos(tmp_path, 3)
     examples = load_sft_dataset(path)
-    assert len(examples) == 3
+    assert len(examples) == 6  # three episodes, then a reading drill for each
     roles = [m["role"] for m in examples[0]["messages"]]
     assert roles == ["system", "user", "assistant", "tool", "assistant"]
+    for episode, drill in zip(examples[:3], examples[3:]):
+        assert [m["role"] for m in drill["messages"]] == ["system", "user", "assistant"]
+        crop = episode["messages"][3]["content"][0]["image"]
+        assert drill["messages"][1]["content"][0]["image"] == crop  # the episode's crop alone
+        assert drill["messages"][2] == episode["messages"][4]  # answered as the episode is
+    assert len(load_sft_dataset(write_expert_demos(tmp_path / "plain", 3, drills=False))) == 3
     item = ZoomBoxes("train").items[0]
     assert examples[0]["messages"][-1]["content"][-1]["text"].endswith(f"<answer>{item.answer}"
                                                                        "</answer>")
