@@ -1,24 +1,30 @@
-"""The embedded default: SFT a tiny Qwen3-VL on tool-use demonstrations, then AXPO and GRPO
-side by side from the same start and seeds, on CPU in a few minutes.
+"""The embedded default: SFT a tiny Qwen3-VL on tool-use demonstrations, then GRPO, AXPO and
+GRPO at AXPO's rollout budget side by side from the same start and seeds, on CPU.
 
-    python examples/train_tiny.py [--steps 20] [--out runs/tiny]
-    python examples/train_tiny.py --runs grpo,axpo,grpo-equal-compute,axpo-random,arpo
+    python examples/train_tiny.py [--steps 10] [--out runs/tiny]
+    python examples/train_tiny.py --seeds 3          # the study over seeds: mean +- SE per row
+    python examples/train_tiny.py --runs grpo,axpo,axpo-random,arpo
 
 The task (AXPO-ZoomBoxes-v0) shows four coloured boxes, each filled with a pattern too fine to
 see at the resolution the model sees the whole image, and asks for the pattern of one box: the
 model is right only if its `crop` call's bbox lands on the named box. SFT on scripted
-demonstrations teaches the format and the reading of a crop; where to crop is what RL improves,
-and a wrong box is the failure AXPO's resampling of the call (from a fixed thinking prefix) fixes.
-Prints a per-step table (accuracy, tool-use rate, all-wrong-tool-subgroup share) for each run
-and held-out test accuracy before and after; writes runs/tiny/comparison.png. `--runs` adds
-the paper's ablations and baselines (Table 2 and 3), each a name in RUNS.
+demonstrations teaches the format, the reading of a crop and where each colour's box usually
+is; cropping the named box more often is what RL improves, and a wrong box is the failure AXPO's
+resampling of the call (from a fixed thinking prefix) fixes. Prints a per-step table (accuracy,
+tool-use rate, all-wrong shares of the tool-using and no-tool subgroups, AXPO's recovery rate)
+and held-out test accuracy before and after each run; writes runs/tiny/comparison.png. `--runs`
+adds the paper's ablations and baselines (Table 2 and 3), each a name in RUNS.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 import axpo_env  # noqa: F401
 from agents import tiny
@@ -34,7 +40,6 @@ from axpo_env.tasks.zoom_boxes import write_expert_demos
 ENV = "AXPO-ZoomBoxes-v0"
 #: New tokens per turn: the crop call is ~50 tokens, the answer ~25.
 MAX_NEW_TOKENS = 64
-KEYS = ("accuracy", "tool_use_rate", "all_wrong_tool_subgroup_share")
 #: What `--runs` can name: (algorithm, config overrides), all from the same SFT start and seeds.
 #: The AXPO paper's Table 2 ablations and Table 3 recipes, each one switch; "grpo-equal-compute"
 #: gives GRPO the 25% extra rollouts AXPO spends (10 instead of 8 per question).
@@ -59,16 +64,28 @@ def load(checkpoint: Path) -> HFPolicy:
     return HFPolicy.from_pretrained(checkpoint, render_tools=False)
 
 
+def demo_texts(path: Path) -> list[str]:
+    """Every text of the demonstrations (prompts, turns, tool replies), for the tokenizer."""
+    texts = []
+    for line in path.read_text().splitlines():
+        for message in json.loads(line)["messages"]:
+            parts = message["content"]
+            parts = [{"type": "text", "text": parts}] if isinstance(parts, str) else parts
+            texts += [p["text"] for p in parts if p["type"] == "text"]
+    return texts
+
+
 def sft_start(out: Path, steps: int, demos: int, seed: int = 0) -> Path:
-    """The SFT stage: a seeded tiny Qwen3-VL fine-tuned on `demos` expert episodes for `steps`
-    steps; returns the checkpoint."""
+    """The SFT stage: a seeded tiny Qwen3-VL, its tokenizer trained on the demonstrations' text
+    too, fine-tuned on `demos` expert episodes for `steps` steps; returns the checkpoint."""
     # rope_theta 1e4 instead of Qwen3-VL's 5e6: with 32-dim heads, 5e6 leaves the tiny model
     # almost no positional resolution, and copying (question -> call, crop -> answer) needs it
     # (ToolArith held-out accuracy after the same SFT: 0.14 with 5e6, 0.69 with 1e4).
     rope = {"rope_type": "default", "rope_theta": 1e4, "mrope_section": [6, 5, 5],
             "mrope_interleaved": True}
-    base = tiny.build(out / "base", kind="vl", seed=seed, text_config={"rope_parameters": rope})
     data = write_expert_demos(out / "demos", demos)
+    base = tiny.build(out / "base", kind="vl", seed=seed, corpus=demo_texts(data),
+                      text_config={"rope_parameters": rope})
     return train_sft(SFTConfig(model=str(base), data_path=str(data), output_dir=str(
         out / "sft"), max_steps=steps, learning_rate=3e-3, warmup_steps=20,
         per_device_train_batch_size=8, logging_steps=50, save_steps=steps, seed=seed,
@@ -86,62 +103,97 @@ def evaluate(policy: HFPolicy, tasks: int = 64, seed: int = 1234) -> dict[str, f
     return thinking_acting_gap(trajs)
 
 
+#: The per-step diagnostics the table and plot show (AXPO paper, Section 3).
+KEYS = ("accuracy", "tool_use_rate", "all_wrong_tool_subgroup_share",
+        "all_wrong_no_tool_subgroup_share", "axpo/recovery_rate")
+
+
+def study(args: argparse.Namespace, runs: list[str], seed: int) -> dict[str, Any]:
+    """One seed of the comparison: SFT start, then each run from it; held-out results and the
+    per-step histories."""
+    out = args.out / f"seed{seed}" if args.seeds > 1 else args.out
+    t0 = time.perf_counter()
+    sft = sft_start(out, args.sft_steps, args.demos, seed=seed)
+    result = {"SFT start": evaluate(load(sft), args.eval_tasks)}
+    print(f"\nseed {seed}: SFT start ({time.perf_counter() - t0:.0f} s): test accuracy "
+          f"{result['SFT start']['accuracy']:.3f}, tool use "
+          f"{result['SFT start']['tool_use_rate']:.3f}")
+    common = dict(model=str(sft), env_id=ENV, max_steps=args.steps, tasks_per_step=8,
+                  num_generations=8, max_completion_length=MAX_NEW_TOKENS, max_turns=3,
+                  learning_rate=args.lr, temperature=1.0, seed=seed, save_steps=args.steps,
+                  report_to=["jsonl", "csv"],
+                  epsilon_high=0.4, beta=0.0,  # the paper's clip for all; no KL: a 2x faster demo
+                  task_ids=[f"train-{i}" for i in range(args.demos, 600)])  # not the SFT demos
+    histories = {}
+    for run in runs:
+        algo, overrides = RUNS[run]
+        cls = AXPOConfig if algo == "axpo" else GRPOConfig
+        trainer = Trainer(algo, cls(output_dir=str(out / run), **common, **overrides), load(sft))
+        histories[run] = trainer.train()
+        result[f"after {run}"] = evaluate(trainer.policy, args.eval_tasks)
+        hist = histories[run]
+        result[f"after {run}"].update(
+            resamples=sum(h.get("axpo/resamples", 0.0) for h in hist),
+            resamples_correct=sum(h.get("axpo/resamples_correct", 0.0) for h in hist),
+            trained_rollouts=sum(h.get("trained_rollouts", 0.0) for h in hist))
+    return {"held_out": result, "histories": histories}
+
+
+def mean_se(values: list[float]) -> str:
+    """'mean' for one value, 'mean +- standard error' (of the mean, n-1) for several."""
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{np.mean(values):.3f} +- {np.std(values, ddof=1) / np.sqrt(len(values)):.3f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20, help="RL steps per algorithm")
-    parser.add_argument("--sft-steps", type=int, default=150)
-    parser.add_argument("--demos", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=10, help="RL steps per run")
+    parser.add_argument("--sft-steps", type=int, default=500)
+    parser.add_argument("--demos", type=int, default=256, help="expert episodes for SFT (< 600)")
+    parser.add_argument("--lr", type=float, default=2e-4, help="RL learning rate")
     parser.add_argument("--out", type=Path, default=Path("runs/tiny"))
-    parser.add_argument("--eval-tasks", type=int, default=64, help="held-out tasks (<= 256)")
-    parser.add_argument("--runs", default="grpo,axpo",
+    parser.add_argument("--eval-tasks", type=int, default=32, help="held-out tasks (<= 120)")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="repeat the whole study (SFT and RL) over this many seeds and "
+                        "report mean +- standard error")
+    parser.add_argument("--runs", default="grpo,axpo,grpo-equal-compute",
                         help=f"comma-separated, from: {', '.join(RUNS)}")
     args = parser.parse_args()
     runs = args.runs.split(",")
     if unknown := [r for r in runs if r not in RUNS]:
         parser.error(f"unknown run(s) {', '.join(unknown)}; choose from {', '.join(RUNS)}")
     t0 = time.perf_counter()
+    seeds = [study(args, runs, seed) for seed in range(args.seeds)]
 
-    sft = sft_start(args.out, args.sft_steps, args.demos)
-    start = evaluate(load(sft), args.eval_tasks)
-    print(f"\nSFT start ({time.perf_counter() - t0:.0f} s): test accuracy "
-          f"{start['accuracy']:.3f}, tool use {start['tool_use_rate']:.3f}")
-
-    common = dict(model=str(sft), env_id=ENV, max_steps=args.steps, tasks_per_step=8,
-                  num_generations=8, max_completion_length=MAX_NEW_TOKENS, max_turns=3,
-                  learning_rate=2e-4, temperature=1.0, seed=0, save_steps=args.steps,
-                  report_to=["jsonl", "csv"],
-                  epsilon_high=0.4, beta=0.0,  # the paper's clip for all; no KL: a 2x faster demo
-                  task_ids=[f"train-{i}" for i in range(1024, 2048)])  # not the SFT demos
-    histories, finals = {}, {}
-    for run in runs:
-        algo, overrides = RUNS[run]
-        cls = AXPOConfig if algo == "axpo" else GRPOConfig
-        config = cls(output_dir=str(args.out / run), **common, **overrides)
-        trainer = Trainer(algo, config, load(sft))
-        histories[run] = trainer.train()
-        finals[run] = evaluate(trainer.policy, args.eval_tasks)
-
-    print("\n| step | " + " | ".join(f"{a} {k}" for a in histories for k in KEYS) + " |")
-    print("|---" * (1 + len(KEYS) * len(histories)) + "|")
+    n = len(seeds)
+    print(f"\nper step, mean over {n} seed(s); all_wrong_*: share of question groups whose "
+          "tool-using (no-tool) rollouts are all wrong")
+    print("| step | " + " | ".join(f"{r} {k}" for r in runs for k in KEYS) + " |")
+    print("|---" * (1 + len(KEYS) * len(runs)) + "|")
     for s in range(args.steps):
-        cells = [f"{histories[a][s].get(k, 0.0):.3f}" for a in histories for k in KEYS]
+        cells = [f"{np.mean([x['histories'][r][s].get(k, 0.0) for x in seeds]):.3f}"
+                 for r in runs for k in KEYS]
         print(f"| {s + 1} | " + " | ".join(cells) + " |")
-    print(f"\n| held-out test ({args.eval_tasks} tasks x 4) | accuracy | tool use "
+    rows = list(seeds[0]["held_out"])
+    print(f"\n| held-out test ({args.eval_tasks} tasks x 4, {n} seed(s)) | accuracy | tool use "
           "| resamples (correct) | rollouts trained |\n|---|---|---|---|---|")
-    print(f"| SFT start | {start['accuracy']:.3f} | {start['tool_use_rate']:.3f} | | |")
-    for run, gap in finals.items():
-        made = sum(h.get("axpo/resamples", 0.0) for h in histories[run])
-        right = sum(h.get("axpo/resamples_correct", 0.0) for h in histories[run])
-        trained = sum(h.get("trained_rollouts", 0.0) for h in histories[run])
-        print(f"| after {run} | {gap['accuracy']:.3f} | {gap['tool_use_rate']:.3f} | "
-              f"{made:.0f} ({right:.0f}) | {trained:.0f} |")
+    for row in rows:
+        got = [x["held_out"][row] for x in seeds]
+        made = sum(g.get("resamples", 0) for g in got) / n
+        right = sum(g.get("resamples_correct", 0) for g in got) / n
+        trained = sum(g.get("trained_rollouts", 0) for g in got) / n
+        extra = f"{made:.0f} ({right:.0f}) | {trained:.0f}" if row != "SFT start" else " |"
+        print(f"| {row} | {mean_se([g['accuracy'] for g in got])} | "
+              f"{mean_se([g['tool_use_rate'] for g in got])} | {extra} |")
     print("\nResamples come from all-wrong tool-using groups (here: crops of the wrong box); a "
           "correct one is a learning signal for the tool call that GRPO's group did not have.")
-    plot(histories, args.out / "comparison.png")
+    plot(seeds, runs, args.out / "comparison.png")
     print(f"\nwall time {time.perf_counter() - t0:.0f} s; plot: {args.out / 'comparison.png'}")
 
 
-def plot(histories: dict[str, list[dict]], path: Path) -> None:
+def plot(seeds: list[dict[str, Any]], runs: list[str], path: Path) -> None:
+    """Per-step diagnostics, mean over seeds with a +-1 standard error band."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -149,13 +201,19 @@ def plot(histories: dict[str, list[dict]], path: Path) -> None:
 
     fig, axes = plt.subplots(1, len(KEYS), figsize=(4 * len(KEYS), 3))
     for ax, key in zip(axes, KEYS):
-        for algo, history in histories.items():
-            ax.plot([h["step"] for h in history], [h.get(key, 0.0) for h in history],
-                    marker="o", label=algo)
+        for run in runs:
+            curves = np.array([[h.get(key, 0.0) for h in x["histories"][run]] for x in seeds])
+            steps = np.arange(1, curves.shape[1] + 1)
+            mean = curves.mean(0)
+            ax.plot(steps, mean, marker="o", label=run)
+            if len(seeds) > 1:
+                se = curves.std(0, ddof=1) / np.sqrt(len(seeds))
+                ax.fill_between(steps, mean - se, mean + se, alpha=0.2)
         ax.set_title(key)
         ax.set_xlabel("step")
         ax.legend()
     fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
 

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from agents.policy import SamplingParams
+from agents.rollout import rollout
+from axpo_env.tasks.zoom_boxes import ZoomBoxes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -15,17 +20,28 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_train_tiny_runs_every_stage_and_writes_table_and_plot(tmp_path):
     cmd = [sys.executable, str(ROOT / "examples" / "train_tiny.py"), "--out", str(tmp_path),
            "--sft-steps", "2", "--demos", "4", "--steps", "1", "--eval-tasks", "2",
-           "--runs", "grpo,arpo"]
+           "--runs", "grpo,arpo", "--seeds", "2"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert out.returncode == 0, out.stderr[-3000:]
     text = out.stdout
     assert "| step | grpo accuracy" in text and "arpo all_wrong_tool_subgroup_share" in text
     assert "| after grpo |" in text and "| after arpo |" in text
-    assert "held-out test (2 tasks x 4)" in text
+    assert "held-out test (2 tasks x 4, 2 seed(s))" in text
+    assert "seed 0: SFT start" in text and "seed 1: SFT start" in text
+    row = next(line for line in text.splitlines() if line.startswith("| after grpo |"))
+    assert row.count("+-") == 2  # accuracy and tool use, each mean +- standard error
     assert (tmp_path / "comparison.png").stat().st_size > 0
-    assert (tmp_path / "arpo" / "progress.csv").is_file()
-    assert (tmp_path / "sft" / "checkpoint-2").is_dir()
+    for seed in (0, 1):
+        assert (tmp_path / f"seed{seed}" / "arpo" / "progress.csv").is_file()
+        assert (tmp_path / f"seed{seed}" / "sft" / "checkpoint-2").is_dir()
+
+
+def test_mean_se_is_the_standard_error_of_the_mean():
+    demo = _train_tiny()
+    assert demo.mean_se([0.25]) == "0.250"
+    # mean 0.3; sample std sqrt(((-.1)^2 + 0 + .1^2) / 2) = 0.1; se = 0.1 / sqrt(3) = 0.0577
+    assert demo.mean_se([0.2, 0.3, 0.4]) == "0.300 +- 0.058"
 
 
 def _train_tiny():
@@ -39,24 +55,46 @@ def _train_tiny():
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_sft_stage_learns_the_call_format_and_beats_a_floor(tmp_path, threads):
-    """The demo's SFT stage, shortened but still well past the point where the format is
-    learned, gives a model that calls crop in (nearly) every episode and is right above
-    chance, with one torch thread and with two (floating-point summation order differs)."""
+def test_sft_stage_learns_the_call_format_and_leaves_headroom(tmp_path, threads):
+    """The demo's SFT stage, shortened but still well past the point where the format and the
+    reading of a crop are learned, gives a model that calls crop in (nearly) every episode,
+    names the pattern its crop shows, and leaves headroom for RL, with one torch thread and
+    with two (floating-point summation order differs)."""
     import torch
 
     demo, before = _train_tiny(), torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         sft = demo.sft_start(tmp_path, steps=SFT_TEST_STEPS, demos=256)
-        gap = demo.evaluate(demo.load(sft), tasks=16)
+        trajectories = rollout(demo.ENV, demo.load(sft), [f"test-{i}" for i in range(16)],
+                               group_size=4, seed=1234, env_kwargs={"split": "test"},
+                               sampling=SamplingParams(max_new_tokens=demo.MAX_NEW_TOKENS,
+                                                       seed=1234), progress=False)
     finally:
         torch.set_num_threads(before)
-    assert gap["tool_use_rate"] >= 0.9, gap
-    assert gap["accuracy"] >= 0.1, gap  # measured 0.234 (1 thread, 64 tasks x 4)
+    items = ZoomBoxes("test").items
+    calls, read, right = 0, [], 0
+    for t in trajectories:
+        item = items[int(t.task_id.split("-")[1])]
+        box = _bbox(t.turns[0].completion.text)
+        calls += box is not None
+        seen = [c for c, b in item.metadata["boxes"].items() if b == box]
+        if seen:  # the crop showed this box: is the answer its pattern?
+            read.append(t.info.get("answer") == item.metadata["patterns"][seen[0]])
+        right += t.reward == 1.0
+    n = len(trajectories)
+    assert calls / n >= 0.9  # the format: a crop call with a box
+    assert sum(read) / len(read) >= 0.8  # the crop is read (guessing: 0.25)
+    assert right / n <= 0.75  # headroom for RL
 
 
-#: SFT steps for the test above: the SFT loss falls below 0.1 by step 100 (format learned);
-#: after 150, one thread, the model called crop in 0.965 of held-out episodes, cropped one of the
-#: four boxes in 0.94, the named one in 0.24 (chance), and was right in 0.234.
-SFT_TEST_STEPS = 150
+def _bbox(text: str) -> list[int] | None:
+    match = re.search(r'"bbox": \[(\d+), (\d+), (\d+), (\d+)\]', text)
+    return [int(x) for x in match.groups()] if match else None
+
+
+#: SFT steps for the test above. Measured (seed 0, default threads, 32 test tasks x 4, temperature
+#: 1), with the reading drills: the crop's pattern named right in 0.99 of the crops of a box after
+#: 200 steps, 1.00 after 300 and 400; without them 0.23 / 0.55 / 0.90 after 200 / 300 / 400 on
+#: one seed and 0.52 after 500 on another.
+SFT_TEST_STEPS = 300
