@@ -149,7 +149,7 @@ def mean_se(values: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=10, help="RL steps per run")
-    parser.add_argument("--sft-steps", type=int, default=500)
+    parser.add_argument("--sft-steps", type=int, default=800)
     parser.add_argument("--demos", type=int, default=256, help="expert episodes for SFT (< 600)")
     parser.add_argument("--lr", type=float, default=2e-4, help="RL learning rate")
     parser.add_argument("--out", type=Path, default=Path("runs/tiny"))
