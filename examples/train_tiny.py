@@ -128,7 +128,8 @@ def study(args: argparse.Namespace, runs: list[str], seed: int) -> dict[str, Any
     for run in runs:
         algo, overrides = RUNS[run]
         cls = AXPOConfig if algo == "axpo" else GRPOConfig
-        trainer = Trainer(algo, cls(output_dir=str(out / run), **common, **overrides), load(sft))
+        config = cls(output_dir=str(out / run), **{**common, **overrides})
+        trainer = Trainer(algo, config, load(sft))
         histories[run] = trainer.train()
         result[f"after {run}"] = evaluate(trainer.policy, args.eval_tasks)
         hist = histories[run]
