@@ -35,7 +35,6 @@ from algorithms import axpo
 from algorithms.config import AXPOConfig, GRPOConfig
 from algorithms.grpo import TrainBatch, TrainSample, grpo_batch, pad_left
 from algorithms.loss import Normalizers, policy_loss, update_loss
-from algorithms.metrics import pass_at_k, thinking_acting_gap
 from algorithms.outputs import (
     RL_PLOT_KEYS,
     CheckpointError,
@@ -47,6 +46,7 @@ from algorithms.outputs import (
     write_checkpoint,
 )
 from axpo_view.record import record_step
+from evaluation.metrics import pass_at_k, thinking_acting_gap
 
 
 class Trainer:

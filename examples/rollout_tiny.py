@@ -17,7 +17,7 @@ from agents import tiny
 from agents.hf import HFPolicy
 from agents.policy import SamplingParams
 from agents.rollout import branch, rollout
-from algorithms.metrics import thinking_acting_gap
+from evaluation.metrics import thinking_acting_gap
 
 ENV = "AXPO-MathVista-v0"
 

@@ -20,12 +20,12 @@ from agents import tiny
 from agents.hf import HFPolicy
 from agents.openai import OpenAIPolicy
 from agents.policy import Completion
-from algorithms.cli import main, parse
-from algorithms.eval_report import markdown, summarize
-from algorithms.evaluate import EvalConfig, EvalError, make_policy, run_eval
+from axpo_cli.cli import main, parse
 from axpo_env import render_answer, render_tool_call
 from axpo_env.tasks.mathvista import MathVista
 from axpo_env.tasks.tool_arith import ToolArith
+from evaluation.evaluate import EvalConfig, EvalError, make_policy, run_eval
+from evaluation.report import markdown, summarize
 
 ARITH, VISTA = "AXPO-ToolArith-v0", "AXPO-MathVista-v0"
 WRONG = "-424242"
@@ -416,7 +416,7 @@ def test_a_server_url_evaluates_through_openai_policy(tmp_path, server):
 
 
 def test_paper_and_all_name_the_suites():
-    from algorithms.evaluate import resolve_envs
+    from evaluation.evaluate import resolve_envs
 
     paper = resolve_envs(["paper"])
     assert paper == [  # the AXPO paper's Table 1: reasoning, perception, search
@@ -473,8 +473,8 @@ def test_resuming_with_the_other_scoring_mode_is_refused(tmp_path):
 def test_a_task_without_scoring_modes_is_scored_by_its_own_rule():
     import gymnasium as gym
 
-    from algorithms.evaluate import OWN_RULE, _has_scoring_modes
     from axpo_env.tasks import Task
+    from evaluation.evaluate import OWN_RULE, _has_scoring_modes
 
     class Legacy(Task):  # a plugin written before scoring modes existed
         def __init__(self, split=None, data_dir=None, judge=None):
@@ -489,7 +489,7 @@ def test_a_task_without_scoring_modes_is_scored_by_its_own_rule():
 
 
 def test_the_scoring_line_names_benchmarks_scored_otherwise():
-    from algorithms.eval_report import Report
+    from evaluation.report import Report
 
     report = Report(1, {}, {}, scoring={"A-v0": "official", "B-v0": "official",
                                         "Plugin-v0": "own rule"})

@@ -16,9 +16,9 @@ from agents.hf import HFPolicy
 from agents.loading import normalize_message
 from agents.policy import Completion, SamplingParams
 from agents.rollout import rollout
-from algorithms.evaluate import EvalConfig, run_eval
 from algorithms.sft import IGNORE, tokenize_example
 from axpo_env import render_tool_call
+from evaluation.evaluate import EvalConfig, run_eval
 
 TEMPLATES = Path(__file__).parent / "fixtures" / "templates"
 SAMPLING = SamplingParams(max_new_tokens=8, temperature=1.0, seed=0)
