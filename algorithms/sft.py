@@ -38,6 +38,7 @@ from algorithms.outputs import (
     write_checkpoint,
 )
 from axpo_env.errors import DatasetError
+from axpo_env.protocol import render_tool_call
 
 ROLES = ("system", "user", "assistant", "tool")
 IGNORE = -100  # the label of tokens that carry no loss (PyTorch's cross_entropy ignore_index)
@@ -189,10 +190,8 @@ def assistant_text(message: dict[str, Any], opened_thinking: bool) -> str:
         content = content[1:] if content.startswith("\n") else content
     for j, call in enumerate(message.get("tool_calls") or []):
         fn = call.get("function", call) if isinstance(call, dict) else {}
-        args = fn.get("arguments", {})
-        args = args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)
-        content += ("\n" if j or content else "") + (
-            f'<tool_call>\n{{"name": "{fn.get("name")}", "arguments": {args}}}\n</tool_call>')
+        content += ("\n" if j or content else "") + render_tool_call(
+            str(fn.get("name")), fn.get("arguments", {}), ensure_ascii=False)
     return head + content
 
 
