@@ -199,17 +199,12 @@ class HFPolicy:
         rendered: the template's end of the assistant turn (unless the model emitted EOS
         itself), the new messages, and the next generation prompt. Returns the new prompt and
         the ids the env added."""
-        text, images = self._reply_text(new_messages, tools)
-        if completion.token_ids and completion.token_ids[-1] in self.eos_ids:
-            eos_text = self.tokenizer.decode([completion.token_ids[-1]])
-            text = text[len(eos_text):] if text.startswith(eos_text) else text
+        last = completion.token_ids[-1:]
+        ended = self.tokenizer.decode(last) if last and last[0] in self.eos_ids else None
+        text, images = self.chat.reply(new_messages, tools if self.render_tools else None,
+                                       ended_with=ended)
         ids, vision = self.encode_text(text, images)
         return prompt.extend(completion.token_ids).extend(ids, vision), ids
-
-    def _reply_text(self, new_messages: Sequence[dict], tools: Sequence[dict] | None
-                    ) -> tuple[str, list[Any]]:
-        """Template text after an assistant turn's content (see `ChatEncoder.reply`)."""
-        return self.chat.reply(new_messages, tools if self.render_tools else None)
 
     # ------------------------------------------------------------------------------ sampling
 

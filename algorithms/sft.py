@@ -164,9 +164,8 @@ def _pieces(chat: ChatEncoder, msgs: list[dict], tools: list[dict] | None
         target = assistant_text(msgs[i], opened_thinking=pieces[-1][0].endswith("<think>\n"))
         pieces.append((target, True, []))
         if k + 1 < len(turns):
-            reply, images = chat.reply(msgs[i + 1:turns[k + 1]], tools)
-            if eos and target.endswith(eos) and reply.startswith(eos):  # the model ended it
-                reply = reply[len(eos):]
+            ended = eos if eos and target.endswith(eos) else None  # the model ended it
+            reply, images = chat.reply(msgs[i + 1:turns[k + 1]], tools, ended_with=ended)
             pieces.append((reply, False, images))
     return pieces
 
