@@ -20,7 +20,7 @@ _EXPORTS = {
     "tiny": None, "HFPolicy": "agents.hf", "TokenPrompt": "agents.hf",
     "OpenAIPolicy": "agents.openai", "Completion": "agents.policy", "Policy": "agents.policy",
     "SamplingParams": "agents.policy", "Trajectory": "agents.rollout", "Turn": "agents.rollout",
-    "branch": "agents.rollout", "rollout": "agents.rollout",
+    "branch": "agents.rollout", "rollout": "agents.rollout", "load_policy": "agents.loading",
 }
 
 __all__ = sorted(_EXPORTS)

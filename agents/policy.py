@@ -22,6 +22,13 @@ class SamplingParams:
     stop: tuple[str, ...] = DEFAULT_STOP
     seed: int | None = None
 
+    @classmethod
+    def of(cls, config: Any, seed: int | None = None) -> SamplingParams:
+        """From a config's generation fields, named as in TRL (`max_completion_length`,
+        `temperature`, `top_p`, `top_k`): `GRPOConfig`, `EvalConfig`."""
+        return cls(max_new_tokens=config.max_completion_length, temperature=config.temperature,
+                   top_p=config.top_p, top_k=config.top_k or 0, seed=seed)
+
 
 @dataclass
 class Completion:

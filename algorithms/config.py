@@ -30,8 +30,8 @@ class _Config:
 
     model: str = _field(
         "", "Checkpoint directory or Hugging Face hub name of the policy (a Qwen3-VL model or any "
-        "causal LM). '' uses the embedded tiny model, which builds offline in a second: for smoke "
-        "tests, not for results.", "model")
+        "causal LM). '' or 'tiny' uses the embedded tiny model, which builds offline in a second: "
+        "for smoke tests, not for results.", "model")
     seed: int = _field(
         0, "Seed of everything random in the run (task order, sampling, branch choice), so a run "
         "is reproducible.", "training")

@@ -27,9 +27,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from agents import tiny
 from agents.chat_encoding import ChatEncoder
 from agents.hf import HFPolicy
+from agents.loading import load_policy
 from algorithms.config import SFTConfig
 from algorithms.outputs import (
     make_logger,
@@ -251,10 +251,11 @@ def _schedule(n: int, cfg: SFTConfig, rng: np.random.Generator, shard: slice
 def train_sft(config: SFTConfig, policy: HFPolicy | str | Path | None = None) -> Path:
     """Fine-tune on `config.data_path` and return the final checkpoint dir.
 
-    `policy`: an `HFPolicy` (trained in place), a checkpoint path, or None for `config.model`
-    ('' : the embedded tiny Qwen3-VL). The loss is the mean cross-entropy over the assistant
-    tokens of an optimizer step (all its micro-batches together), so long and short turns weigh
-    the same per token however the step is split into micro-batches.
+    `policy`: an `HFPolicy` (trained in place), a model spec for `agents.load_policy` (a
+    checkpoint path; '' or 'tiny': the embedded tiny Qwen3-VL), or None for `config.model`.
+    The loss is the mean cross-entropy over the assistant tokens of an optimizer step (all its
+    micro-batches together), so long and short turns weigh the same per token however the step
+    is split into micro-batches.
     """
     from accelerate import Accelerator
     from transformers import get_linear_schedule_with_warmup
@@ -263,7 +264,7 @@ def train_sft(config: SFTConfig, policy: HFPolicy | str | Path | None = None) ->
     seed_everything(cfg.seed)
     examples = load_sft_dataset(cfg.data_path)
     if not isinstance(policy, HFPolicy):
-        policy = HFPolicy.from_pretrained(policy or cfg.model or tiny.cached("vl"))
+        policy = load_policy(policy or cfg.model, token_level=True)
     accelerator = Accelerator(mixed_precision="bf16" if cfg.bf16 else "no")
     shard = slice(accelerator.process_index, None, accelerator.num_processes)
     local = len(range(len(examples))[shard])

@@ -27,8 +27,8 @@ import torch
 from tqdm.auto import tqdm
 
 import axpo_env  # noqa: F401  (registers the envs)
-from agents import tiny
 from agents.hf import HFPolicy, TokenPrompt, warp
+from agents.loading import load_policy
 from agents.policy import SamplingParams
 from agents.rollout import EnvPool, Trajectory, rollout
 from algorithms import axpo
@@ -55,8 +55,8 @@ class Trainer:
     Args:
         algorithm: "axpo" or "grpo".
         config: an `AXPOConfig` / `GRPOConfig` (default: the algorithm's defaults).
-        policy: an `HFPolicy`, a checkpoint path, or None for `config.model` (empty: the
-            embedded tiny Qwen3-VL).
+        policy: an `HFPolicy`, or a model spec for `agents.load_policy` (a checkpoint path or
+            hub name; '' or 'tiny': the embedded tiny Qwen3-VL); None for `config.model`.
         env_id: overrides `config.env_id`.
     """
 
@@ -74,7 +74,7 @@ class Trainer:
         cfg = self.config
         seed_everything(cfg.seed)
         if not isinstance(policy, HFPolicy):
-            policy = HFPolicy.from_pretrained(policy or cfg.model or tiny.cached("vl"))
+            policy = load_policy(policy or cfg.model, token_level=True)
         self.policy = policy
 
         from accelerate import Accelerator
@@ -102,9 +102,7 @@ class Trainer:
         # them, so the task (a benchmark's dataset) loads once per env, not once per episode.
         self.envs = EnvPool(cfg.env_id, self.env_kwargs)
         self.task_ids = list(cfg.task_ids or self.envs.take(1)[0].unwrapped.task.task_ids)
-        self.sampling = SamplingParams(
-            max_new_tokens=cfg.max_completion_length, temperature=cfg.temperature,
-            top_p=cfg.top_p, top_k=cfg.top_k or 0, seed=cfg.seed)
+        self.sampling = SamplingParams.of(cfg, seed=cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
         self.step = 0
         self.history: list[dict[str, float]] = []

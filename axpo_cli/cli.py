@@ -311,7 +311,7 @@ def parse(argv: Sequence[str] | None = None
 
 
 def _train(algo: str, config: GRPOConfig) -> None:
-    """Run RL; the Trainer loads config.model (or the embedded tiny model when it is '')."""
+    """Run RL; the Trainer loads config.model through `agents.load_policy`."""
     from algorithms.trainer import Trainer  # heavy (torch, accelerate): only when training
 
     Trainer(algorithm=algo, config=config, policy=config.model or None,

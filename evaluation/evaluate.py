@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import os
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -28,7 +27,9 @@ from typing import Any, Literal
 
 import gymnasium as gym
 
+from agents.loading import is_server, is_tiny, load_policy
 from axpo_cli.fields import check, config_field, documented
+from axpo_env.errors import ModelLoadError
 from axpo_env.tasks import SCORING_MODES, load_task_class
 from evaluation.report import Report, summarize, write_report
 from evaluation.results import EvalError, ResultsFile, check_settings
@@ -183,60 +184,21 @@ def _pairs(values: Sequence[str] | None, envs: Sequence[str], flag: str,
 
 def model_id(config: EvalConfig) -> str:
     """What identifies the model in the results: an absolute path, a hub name, or URL#name."""
-    if _is_url(config.model):
+    if is_server(config.model):
         return f"{config.model.rstrip('/')}#{config.served_model_name or ''}"
     path = Path(config.model).expanduser()
-    return str(path.resolve()) if path.exists() and not _is_tiny(config.model) else config.model
+    return str(path.resolve()) if path.exists() and not is_tiny(config.model) else config.model
 
 
 def make_policy(config: EvalConfig) -> Any:
-    """HFPolicy for a path, hub name or 'tiny'; OpenAIPolicy for an http(s) URL."""
-    if _is_url(config.model):
-        from agents.openai import OpenAIPolicy
-
-        key = config.api_key or os.environ.get("OPENAI_API_KEY")
-        name = config.served_model_name or served_model(config.model, key, config.request_timeout)
-        return OpenAIPolicy(config.model, model=name, api_key=key,
-                            timeout_s=config.request_timeout, max_workers=config.batch_size)
-    import torch
-
-    from agents import tiny
-    from agents.hf import HFPolicy
-
-    device = config.device or ("cuda" if torch.cuda.is_available() else None)
-    dtype = config.dtype
-    if dtype == "auto":
-        dtype = "bfloat16" if device and device.startswith("cuda") else "float32"
-    path = tiny.cached("vl") if _is_tiny(config.model) else config.model
+    """The policy `config.model` names (`agents.load_policy`: HFPolicy for a path, hub name or
+    'tiny'; OpenAIPolicy for an http(s) URL); one that loads nothing is an `EvalError`."""
     try:
-        return HFPolicy.from_pretrained(path, dtype=getattr(torch, dtype), device=device)
-    except (OSError, ValueError) as e:  # not a checkpoint folder, nor a valid hub id
-        raise EvalError(f"cannot load model {config.model!r}: neither a checkpoint folder nor a "
-                        f"model id the Hub (or its cache) has ({type(e).__name__}: {e})") from None
-
-
-def served_model(base_url: str, api_key: str | None, timeout: float) -> str:
-    """The first model id a server's GET /models lists."""
-    import requests
-
-    url = f"{base_url.rstrip('/')}/models"
-    try:
-        r = requests.get(url, headers={"Authorization": f"Bearer {api_key}"} if api_key else {},
-                         timeout=min(timeout, 30))
-        r.raise_for_status()
-        return str(r.json()["data"][0]["id"])
-    except Exception as e:
-        raise EvalError(f"cannot list the models served at {url} ({type(e).__name__}: {e}); "
-                        "check the URL (it usually ends in /v1) or pass --served-model-name"
-                        ) from None
-
-
-def _is_url(model: str) -> bool:
-    return model.startswith(("http://", "https://"))
-
-
-def _is_tiny(model: str) -> bool:
-    return model == "tiny" and not Path(model).exists()  # a local folder named tiny wins
+        return load_policy(config.model, device=config.device or "auto", dtype=config.dtype,
+                           api_key=config.api_key, served_model_name=config.served_model_name,
+                           timeout_s=config.request_timeout, max_workers=config.batch_size)
+    except ModelLoadError as e:
+        raise EvalError(str(e)) from None
 
 
 # ------------------------------------------------------------------------------- the run
@@ -385,10 +347,8 @@ def _run_bench(b: _Bench, config: EvalConfig, policy: Any, file: ResultsFile,
                disable=not progress)
     try:
         for block in _blocks(pending, total, config.batch_size):
-            sampling = SamplingParams(
-                max_new_tokens=config.max_completion_length, temperature=config.temperature,
-                top_p=config.top_p, top_k=config.top_k,
-                seed=config.seed + salt + block[0] - block[0] % config.batch_size
+            sampling = SamplingParams.of(
+                config, seed=config.seed + salt + block[0] - block[0] % config.batch_size
                 if seeded else None)
             trajs = rollout(pool.factory(), policy, [j // k for j in block], group_size=1,
                             sampling=sampling, seed=config.seed + block[0],

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from agents import tiny
-from agents.hf import HFPolicy
+from agents import load_policy
 from agents.policy import SamplingParams
 from agents.rollout import branch, rollout
 from evaluation.metrics import thinking_acting_gap
@@ -29,7 +28,7 @@ def short(text: str, limit: int = 90) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="checkpoint dir or hub name")
+    parser.add_argument("--model", default="tiny", help="checkpoint dir or hub name")
     parser.add_argument("--tasks", default="8,11,13")
     parser.add_argument("--group-size", type=int, default=4)
     parser.add_argument("--max-new-tokens", type=int, default=24)
@@ -37,7 +36,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    policy = HFPolicy.from_pretrained(args.model or tiny.cached("vl"))
+    policy = load_policy(args.model)
     sampling = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=1.0,
                               seed=args.seed)
     env_kwargs = {"tools": ["crop", "python", "calculator", "search"],
