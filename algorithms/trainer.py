@@ -280,7 +280,7 @@ class Trainer:
         the policy) at the training temperature, as TRL computes them; gradients only for
         the policy's own pass. Positions before the batch's first trained token are 0: the LM
         head skips them (for a long multimodal prompt, most of the row)."""
-        prompts: list[TokenPrompt] = [s.trajectory.prompt for s in rows]  # type: ignore[misc]
+        prompts: list[TokenPrompt] = [s.trajectory.sequence for s in rows]  # type: ignore[misc]
         width = max(len(p) for p in prompts)
         firsts = [width - len(p) + int(s.mask.nonzero()[0]) for p, s in zip(prompts, rows)
                   if s.mask.any()]

@@ -332,15 +332,14 @@ def _run_bench(b: _Bench, config: EvalConfig, policy: Any, file: ResultsFile,
                pending: set[int], progress: bool) -> None:
     from tqdm.auto import tqdm
 
-    from agents.hf import HFPolicy
-    from agents.policy import SamplingParams
+    from agents.policy import SamplingParams, TokenPolicy
     from agents.rollout import rollout
     from axpo_view.record import record_eval
 
     k, total = config.samples, len(b.task_ids) * config.samples
     if file.settings(b.env_id) is None:
         file.append([{"type": "config", "env": b.env_id, "config": b.settings}])
-    seeded = isinstance(policy, HFPolicy)
+    seeded = isinstance(policy, TokenPolicy)
     salt = zlib.crc32(b.env_id.encode()) % 1_000_003
     pool = _EnvPool(b.make)
     bar = tqdm(total=total, initial=total - len(pending), desc=b.env_id, unit="ep",

@@ -45,7 +45,7 @@ def main() -> None:
                            sampling=sampling, seed=args.seed, env_kwargs=env_kwargs)
 
     for t in trajectories:
-        print(f"\n== task {t.task_id} rollout {t.group}: reward {t.reward} "
+        print(f"\n== task {t.task_id} rollout {t.index_in_group}: reward {t.reward} "
               f"tool calls {t.info.get('tool_calls', 0)} ids {len(t.ids)} "
               f"(generated {sum(t.mask)}){'  ERROR ' + t.error if t.error else ''}")
         for i, turn in enumerate(t.turns):

@@ -7,9 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -26,6 +24,7 @@ from axpo_env.tasks.mathvista import MathVista
 from axpo_env.tasks.tool_arith import ToolArith
 from evaluation.evaluate import EvalConfig, EvalError, make_policy, run_eval
 from evaluation.report import markdown, summarize
+from tests.openai_server import running
 
 ARITH, VISTA = "AXPO-ToolArith-v0", "AXPO-MathVista-v0"
 WRONG = "-424242"
@@ -371,38 +370,8 @@ def test_data_dir_pairs_must_name_evaluated_envs(tmp_path):
 @pytest.fixture
 def server():
     """An OpenAI-compatible server that lists one model and answers ToolArith correctly."""
-    items = ToolArith(split="test").items
-    answers = {items[i].question: items[i].answer for i in range(4)}
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def _send(self, payload):
-            data = json.dumps(payload).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_GET(self):
-            self._send({"object": "list", "data": [{"id": "served-vl", "object": "model"}]})
-
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            question = _text(next(m for m in body["messages"] if m["role"] == "user"))
-            answer = next(a for q, a in answers.items() if q in question)
-            self._send({"choices": [{"index": 0, "finish_reason": "stop", "message": {
-                "role": "assistant", "content": f"<answer>{answer}</answer>"}}],
-                "model": body["model"]})
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    httpd.shutdown()
-    httpd.server_close()
+    with running() as url:
+        yield url
 
 
 def test_a_server_url_evaluates_through_openai_policy(tmp_path, server):

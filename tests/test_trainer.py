@@ -248,7 +248,7 @@ def hand_batch(policy):
         ids = torch.randint(10, 200, (5 + 2 * n,), generator=gen).tolist()  # unequal lengths
         mask = torch.zeros(len(ids) - 1)
         mask[-trained:] = 1
-        t = Trajectory("t", n, prompt=TokenPrompt(ids))
+        t = Trajectory("t", n, sequence=TokenPrompt(ids))
         samples.append(TrainSample(t, torch.full_like(mask, advantage), mask))
     return TrainBatch(samples, 3, sum(TRAINED))
 
@@ -274,7 +274,7 @@ def hand_gradient(loss_type):
     params = list(policy.model.parameters())
     objective = 0.0
     for s, weights in zip(hand_batch(policy).samples, WEIGHTS[loss_type]):
-        logits, ids = policy.forward_logits([s.trajectory.prompt])  # one row, no padding
+        logits, ids = policy.forward_logits([s.trajectory.sequence])  # one row, no padding
         logp = logits[0, :-1].float().log_softmax(-1).gather(-1, ids[0, 1:, None]).squeeze(-1)
         trained = logp[s.mask.bool()]
         objective = objective + (torch.tensor(weights) * -s.advantages[0] * trained).sum()
@@ -338,8 +338,8 @@ def test_multi_turn_rows_with_images_of_different_sizes_share_a_micro_batch(tmp_
         answer = policy.tokenizer("<answer>7</answer>", add_special_tokens=False)["input_ids"]
         prompt = prompt.extend(answer)
         mask = torch.ones(len(prompt) - 1)
-        rows.append(TrainSample(Trajectory("t", n, prompt=prompt), mask, mask))
-    assert rows[0].trajectory.prompt.image_grid_thw.shape[0] == 2  # two images, two sizes
+        rows.append(TrainSample(Trajectory("t", n, sequence=prompt), mask, mask))
+    assert rows[0].trajectory.sequence.image_grid_thw.shape[0] == 2  # two images, two sizes
     together = trainer._logprobs(rows, grad=False)
     for b, row in enumerate(rows):
         alone = trainer._logprobs([row], grad=False)[0]
