@@ -324,34 +324,54 @@ def _sft(config: SFTConfig) -> None:
     train_sft(config)
 
 
+def _say(command: str, message: str) -> None:
+    """One line to stderr, as every command reports: `axpo <command>: <message>`."""
+    print(f"axpo {command}: {message}", file=sys.stderr)
+
+
 def _eval(config: EvalConfig) -> int:
     """Run `axpo eval`; bad input and missing data are one-line errors, not tracebacks."""
     from axpo_env.errors import DatasetError
     from evaluation.evaluate import EvalError, run_eval
     from evaluation.report import markdown
 
-    print(f"axpo eval: scoring answers in {config.scoring} mode"
-          + (" (each benchmark's published rules)" if config.scoring == "official" else
-             " (axpo's lenient rules; not comparable with published numbers)"), file=sys.stderr)
+    _say("eval", f"scoring answers in {config.scoring} mode"
+         + (" (each benchmark's published rules)" if config.scoring == "official" else
+            " (axpo's lenient rules; not comparable with published numbers)"))
     try:
         report = run_eval(config)
     except EvalError as e:
-        print(f"axpo eval: error: {e}", file=sys.stderr)
+        _say("eval", f"error: {e}")
         return 2
     except DatasetError as e:
-        print(f"axpo eval: dataset error: {e}", file=sys.stderr)
+        _say("eval", f"dataset error: {e}")
         return 1
     except KeyboardInterrupt:
-        print(f"axpo eval: interrupted; finished episodes are saved in {config.output_dir}. Run "
-              "the same command again to continue.", file=sys.stderr)
+        _say("eval", f"interrupted; finished episodes are saved in {config.output_dir}. Run the "
+             "same command again to continue.")
         return 130
     print(markdown(report))
     errors = report.average.get("errors", 0)
     if errors:
-        print(f"axpo eval: {errors} episode(s) ended in an error and count as wrong (see "
-              "'error' in results.jsonl); --retry-errors runs them again.", file=sys.stderr)
-    print(f"axpo eval: results, summary.md/.csv/.json and plots/ are in {config.output_dir}",
-          file=sys.stderr)
+        _say("eval", f"{errors} episode(s) ended in an error and count as wrong (see 'error' in "
+             "results.jsonl); --retry-errors runs them again.")
+    _say("eval", f"results, summary.md/.csv/.json and plots/ are in {config.output_dir}")
+    return 0
+
+
+def _view(path: str, out: str | None) -> int:
+    """`axpo view`: write the report, print its path; bad input is a one-line error."""
+    from axpo_view import ViewError, write_report  # no torch: a report needs none
+
+    try:
+        target = write_report(path, out)
+    except ViewError as e:
+        _say("view", f"error: {e}")
+        return 2
+    except OSError as e:
+        _say("view", f"error: cannot write the report ({e})")
+        return 1
+    print(target)
     return 0
 
 
@@ -359,9 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `axpo` console script."""
     command, algo, config = parse(argv)
     if command == "view":
-        from axpo_view import main as view  # no torch: a report needs none
-
-        return view(config["path"], config["out"])
+        return _view(config["path"], config["out"])
     if command == "train":
         _train(algo, config)
     elif command == "eval":
