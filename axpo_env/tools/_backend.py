@@ -26,6 +26,15 @@ def choose_backend(backend: str | B, base: type[B], makers: Mapping[str, Callabl
                      f"{base.__name__}")
 
 
+def set_backend(tool: Any, backend: str | B, base: type[B],
+                makers: Mapping[str, Callable[[], B]], what: str, top_k: int, most: int) -> None:
+    """Give a retrieval tool its `backend` (`choose_backend`), its checked default `top_k`, and
+    the backend's `nondeterministic` flag (a live service answers differently over time)."""
+    tool.backend = choose_backend(backend, base, makers, what)
+    tool.top_k = check_top_k(top_k, most)
+    tool.nondeterministic = tool.backend.nondeterministic
+
+
 def need_url(url: str | None, example: str) -> str:
     """The `url=` the http backend needs."""
     if url is None:

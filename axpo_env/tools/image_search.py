@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image
 
 from axpo_env.errors import DatasetError, ToolCallError
-from axpo_env.tools._backend import check_top_k, choose_backend, need_url
+from axpo_env.tools._backend import need_url, set_backend
 from axpo_env.tools._http import JSONClient
 from axpo_env.tools.base import Tool, ToolContext, ToolResult
 
@@ -188,13 +188,11 @@ class ImageSearchTool(Tool):
     def __init__(self, backend: str | ImageSearchBackend = "embedded", *,
                  url: str | None = None, corpus: str | Path | None = None, top_k: int = 3,
                  timeout_s: float = 10.0, retries: int = 2):
-        self.backend = choose_backend(backend, ImageSearchBackend, {
+        set_backend(self, backend, ImageSearchBackend, {
             "embedded": lambda: EmbeddedBackend.from_path(corpus),
             "http": lambda: HTTPImageBackend(need_url(url, "http://127.0.0.1:8001/search"),
                                              timeout_s=timeout_s, retries=retries),
-        }, "image search")
-        self.top_k = check_top_k(top_k, MAX_TOP_K)
-        self.nondeterministic = self.backend.nondeterministic
+        }, "image search", top_k, MAX_TOP_K)
 
     @property
     def schema(self) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from axpo_env.errors import DatasetError, ToolCallError
-from axpo_env.tools._backend import check_top_k, choose_backend, need_url
+from axpo_env.tools._backend import need_url, set_backend
 from axpo_env.tools._http import MAX_RESPONSE_BYTES, JSONClient
 from axpo_env.tools.base import Tool, ToolContext, ToolResult
 
@@ -284,15 +284,13 @@ class SearchTool(Tool):
                 return BM25Backend.from_path(corpus or DEFAULT_CORPUS)
             return BM25Backend(load_corpus(corpus))
 
-        self.backend = choose_backend(backend, SearchBackend, {
+        set_backend(self, backend, SearchBackend, {
             "bm25": bm25,
             "http": lambda: HTTPBackend(need_url(url, "http://127.0.0.1:8000/retrieve"),
                                         timeout_s=timeout_s, retries=retries),
             "serper": lambda: SerperBackend(url or SERPER_URL, api_key_env=api_key_env,
                                             timeout_s=timeout_s, retries=retries),
-        }, "search")
-        self.top_k = check_top_k(top_k, MAX_TOP_K)
-        self.nondeterministic = self.backend.nondeterministic
+        }, "search", top_k, MAX_TOP_K)
 
     @property
     def schema(self) -> dict[str, Any]:
