@@ -17,7 +17,7 @@ import dataclasses
 import json
 import sys
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -329,6 +329,21 @@ def _say(command: str, message: str) -> None:
     print(f"axpo {command}: {message}", file=sys.stderr)
 
 
+_Failures = Sequence[tuple[type[BaseException], int, Callable[[BaseException], str]]]
+
+
+def _guard(command: str, run: Callable[[], Any], failures: _Failures) -> tuple[Any, int | None]:
+    """(`run()`, None); or, when it raises one of `failures` (type, exit status, message; the
+    first that matches, as except clauses), (None, that status) after one line on stderr: bad
+    input is a message, not a traceback."""
+    try:
+        return run(), None
+    except tuple(kind for kind, _, _ in failures) as e:
+        _, status, message = next(f for f in failures if isinstance(e, f[0]))
+        _say(command, message(e))
+        return None, status
+
+
 def _eval(config: EvalConfig) -> int:
     """Run `axpo eval`; bad input and missing data are one-line errors, not tracebacks."""
     from axpo_env.errors import DatasetError
@@ -338,18 +353,14 @@ def _eval(config: EvalConfig) -> int:
     _say("eval", f"scoring answers in {config.scoring} mode"
          + (" (each benchmark's published rules)" if config.scoring == "official" else
             " (axpo's lenient rules; not comparable with published numbers)"))
-    try:
-        report = run_eval(config)
-    except EvalError as e:
-        _say("eval", f"error: {e}")
-        return 2
-    except DatasetError as e:
-        _say("eval", f"dataset error: {e}")
-        return 1
-    except KeyboardInterrupt:
-        _say("eval", f"interrupted; finished episodes are saved in {config.output_dir}. Run the "
-             "same command again to continue.")
-        return 130
+    report, status = _guard("eval", lambda: run_eval(config), [
+        (EvalError, 2, lambda e: f"error: {e}"),
+        (DatasetError, 1, lambda e: f"dataset error: {e}"),
+        (KeyboardInterrupt, 130, lambda e: f"interrupted; finished episodes are saved in "
+         f"{config.output_dir}. Run the same command again to continue."),
+    ])
+    if status is not None:
+        return status
     print(markdown(report))
     errors = report.average.get("errors", 0)
     if errors:
@@ -363,16 +374,13 @@ def _view(path: str, out: str | None) -> int:
     """`axpo view`: write the report, print its path; bad input is a one-line error."""
     from axpo_view import ViewError, write_report  # no torch: a report needs none
 
-    try:
-        target = write_report(path, out)
-    except ViewError as e:
-        _say("view", f"error: {e}")
-        return 2
-    except OSError as e:
-        _say("view", f"error: cannot write the report ({e})")
-        return 1
-    print(target)
-    return 0
+    target, status = _guard("view", lambda: write_report(path, out), [
+        (ViewError, 2, lambda e: f"error: {e}"),
+        (OSError, 1, lambda e: f"error: cannot write the report ({e})"),
+    ])
+    if status is None:
+        print(target)
+    return status or 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
