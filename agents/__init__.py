@@ -7,8 +7,8 @@
     branches = branch(trajectories[0], turn=0, keep=20, policy=policy, n=4,
                       env="AXPO-MathVista-v0")
 
-Names are imported on first use, so `from agents import OpenAIPolicy` loads no transformers
-model code.
+Names are imported on first use, so `from agents import OpenAIPolicy, rollout, load_policy`
+imports no torch: only a local model (`HFPolicy`, `tiny`) needs it.
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "tiny": None, "HFPolicy": "agents.hf", "TokenPrompt": "agents.hf",
+    "tiny": None, "HFPolicy": "agents.hf", "TokenPrompt": "agents.tokens",
     "OpenAIPolicy": "agents.openai", "Completion": "agents.policy", "Policy": "agents.policy",
-    "SamplingParams": "agents.policy", "Trajectory": "agents.rollout", "Turn": "agents.rollout",
-    "branch": "agents.rollout", "rollout": "agents.rollout",
+    "SamplingParams": "agents.policy", "TokenPolicy": "agents.policy",
+    "Trajectory": "agents.rollout", "Turn": "agents.rollout", "branch": "agents.rollout",
+    "rollout": "agents.rollout", "load_policy": "agents.loading",
 }
 
 __all__ = sorted(_EXPORTS)

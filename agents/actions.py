@@ -14,9 +14,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from axpo_env import parse_turn
+from axpo_env.protocol import (
+    ANSWER_CLOSE,
+    ANSWER_OPEN,
+    CALL_CLOSE,
+    CALL_OPEN,
+    THINK_END,
+    parse_turn,
+)
 
-_TAGS = {"call": ("<tool_call>", "</tool_call>"), "answer": ("<answer>", "</answer>")}
+_TAGS = {"call": (CALL_OPEN, CALL_CLOSE), "answer": (ANSWER_OPEN, ANSWER_CLOSE)}
 
 
 @dataclass(frozen=True)
@@ -39,7 +46,7 @@ def find_action(text: str, ids: Sequence[int], tokenizer: Any) -> ActionSpan | N
     if kind is None:
         return None
     open_tag, close_tag = _TAGS[kind]
-    body_start = _after_last(ids, tokenizer, "</think>", 0)
+    body_start = _after_last(ids, tokenizer, THINK_END, 0)
     start = _first(ids, tokenizer, open_tag, body_start)
     if start is None:
         return None

@@ -107,16 +107,24 @@ class ChatEncoder:
             add_generation_prompt=add_generation_prompt)
 
     def reply(self, new_messages: Sequence[Mapping[str, Any]],
-              tools: Sequence[Mapping] | None = None) -> tuple[str, list[Any]]:
+              tools: Sequence[Mapping] | None = None, ended_with: str | None = None
+              ) -> tuple[str, list[Any]]:
         """Template text that follows an assistant turn's content when `new_messages` come
         after it, through the next generation prompt: the end of the assistant turn, the new
         messages, the next header. Rendered after a stand-in exchange whose assistant content
         is cut off (templates may re-render that turn's header, e.g. a thinking block, but not
-        what follows its content)."""
+        what follows its content).
+
+        The one layout of a multi-turn sequence: `HFPolicy` rollouts and SFT both call this.
+        `ended_with`: the end-of-turn token's text when the turn itself ends with it (the model
+        sampled EOS), so the template's copy of it is not added a second time."""
         msgs = self.messages(list(_STAND_IN) + list(new_messages))
         text = self.render_prepared(msgs, tools, True)
         # The first \x01 is the stand-in's: new messages (which may hold one) come after it.
-        return text[text.index("\x01") + 1:], images_of(msgs[2:])
+        text = text[text.index("\x01") + 1:]
+        if ended_with and text.startswith(ended_with):
+            text = text[len(ended_with):]
+        return text, images_of(msgs[2:])
 
     # ------------------------------------------------------------------------------ encoding
 

@@ -13,7 +13,6 @@ applies the same `warp` to a teacher-forced forward pass, so re-scoring reproduc
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,42 +21,7 @@ import torch
 from agents import loading
 from agents.chat_encoding import ChatEncoder
 from agents.policy import Completion, Conversation, SamplingParams, split_conversation
-
-
-@dataclass
-class TokenPrompt:
-    """Token ids to feed the model, and the vision inputs of the images among them, in order."""
-
-    ids: list[int]
-    pixel_values: torch.Tensor | None = None
-    image_grid_thw: torch.Tensor | None = None
-    image_pad_id: int | None = field(default=None, repr=False)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def prefix(self, length: int, patches_per_token: int = 4) -> TokenPrompt:
-        """The first `length` ids with the vision inputs of the images inside them."""
-        if self.pixel_values is None or self.image_pad_id is None:
-            return TokenPrompt(self.ids[:length], None, None, self.image_pad_id)
-        pads = sum(1 for t in self.ids[:length] if t == self.image_pad_id)
-        per_image = (self.image_grid_thw.prod(-1) // patches_per_token).tolist()
-        images = 0
-        while images < len(per_image) and sum(per_image[:images + 1]) <= pads:
-            images += 1
-        patches = int(self.image_grid_thw[:images].prod(-1).sum())
-        return TokenPrompt(self.ids[:length], self.pixel_values[:patches] if images else None,
-                           self.image_grid_thw[:images] if images else None, self.image_pad_id)
-
-    def extend(self, ids: Sequence[int], vision: dict[str, torch.Tensor] | None = None
-               ) -> TokenPrompt:
-        """This prompt followed by `ids` (and the images `vision` holds for them)."""
-        pv, grid = self.pixel_values, self.image_grid_thw
-        if vision and vision.get("pixel_values") is not None:
-            pv = vision["pixel_values"] if pv is None else torch.cat([pv, vision["pixel_values"]])
-            new_grid = vision["image_grid_thw"]
-            grid = new_grid if grid is None else torch.cat([grid, new_grid])
-        return TokenPrompt([*self.ids, *ids], pv, grid, self.image_pad_id)
+from agents.tokens import TokenPrompt
 
 
 def warp(logits: torch.Tensor, sampling: SamplingParams) -> torch.Tensor:
@@ -199,17 +163,12 @@ class HFPolicy:
         rendered: the template's end of the assistant turn (unless the model emitted EOS
         itself), the new messages, and the next generation prompt. Returns the new prompt and
         the ids the env added."""
-        text, images = self._reply_text(new_messages, tools)
-        if completion.token_ids and completion.token_ids[-1] in self.eos_ids:
-            eos_text = self.tokenizer.decode([completion.token_ids[-1]])
-            text = text[len(eos_text):] if text.startswith(eos_text) else text
+        last = completion.token_ids[-1:]
+        ended = self.tokenizer.decode(last) if last and last[0] in self.eos_ids else None
+        text, images = self.chat.reply(new_messages, tools if self.render_tools else None,
+                                       ended_with=ended)
         ids, vision = self.encode_text(text, images)
         return prompt.extend(completion.token_ids).extend(ids, vision), ids
-
-    def _reply_text(self, new_messages: Sequence[dict], tools: Sequence[dict] | None
-                    ) -> tuple[str, list[Any]]:
-        """Template text after an assistant turn's content (see `ChatEncoder.reply`)."""
-        return self.chat.reply(new_messages, tools if self.render_tools else None)
 
     # ------------------------------------------------------------------------------ sampling
 

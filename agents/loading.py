@@ -1,19 +1,101 @@
-"""Loading a Qwen3-VL or causal-LM checkpoint, and encoding env conversations for it.
+"""Turning a model spec into a policy, loading a checkpoint, and encoding conversations for it.
 
-`load_processor` loads a Qwen3-VL processor even where torchvision (needed by the video
-processor's class check) is missing; `encode` turns an env observation into model inputs, the
-same way for a real Qwen3-VL processor, our tiny one, or a text model's tokenizer (images then
-become a short note).
+`load_policy(spec)` is the one place a model string becomes a policy, for `axpo train`, `axpo sft`
+and `axpo eval` alike. `load_processor` loads a Qwen3-VL processor even where torchvision
+(needed by the video processor's class check) is missing; `encode` turns an env observation into
+model inputs, the same way for a real Qwen3-VL processor, our tiny one, or a text model's
+tokenizer (images then become a short note). torch is imported only where a local model is.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+from axpo_env.errors import ModelLoadError
+
+if TYPE_CHECKING:
+    import torch
+
+TINY = "tiny"
+
+
+def is_server(spec: str) -> bool:
+    """Whether a model spec is an OpenAI-compatible server's URL."""
+    return spec.startswith(("http://", "https://"))
+
+
+def is_tiny(spec: str) -> bool:
+    """Whether a model spec means the embedded tiny model: '' or 'tiny' (a local folder named
+    tiny wins over the name)."""
+    return spec == "" or spec == TINY and not Path(spec).exists()
+
+
+def load_policy(spec: str | Path, *, token_level: bool = False, device: str | None = None,
+                dtype: Any = None, api_key: str | None = None,
+                served_model_name: str | None = None, timeout_s: float = 60.0,
+                max_workers: int = 8, **kwargs: Any) -> Any:
+    """The policy a model spec names.
+
+    - '' or 'tiny': the embedded tiny Qwen3-VL (`agents.tiny`), built offline; smoke tests only.
+    - an http(s) URL: `OpenAIPolicy` on that OpenAI-compatible server (no torch needed), asking
+      for `served_model_name` or else the first model its GET /models lists; `api_key` defaults
+      to $OPENAI_API_KEY.
+    - anything else: a checkpoint folder or hub name, loaded with `HFPolicy.from_pretrained`
+      (`kwargs` go there). `device` "auto" is cuda when available; `dtype` a torch dtype or its
+      name, "auto" meaning bfloat16 on a GPU and float32 elsewhere (default float32).
+
+    `token_level=True` (training) refuses a server: RL and SFT need the model's token ids.
+    Raises `ModelLoadError` with what to check when nothing loads.
+    """
+    spec = str(spec)
+    if is_server(spec):
+        if token_level:
+            raise ModelLoadError(f"{spec} is a server URL; training needs a local checkpoint "
+                                 "(a folder or hub name) whose token ids it can score")
+        from agents.openai import OpenAIPolicy
+
+        key = api_key or os.environ.get("OPENAI_API_KEY")
+        name = served_model_name or served_model(spec, key, timeout_s)
+        return OpenAIPolicy(spec, model=name, api_key=key, timeout_s=timeout_s,
+                            max_workers=max_workers)
+    import torch
+
+    from agents import tiny
+    from agents.hf import HFPolicy
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else None
+    if dtype == "auto":
+        dtype = "bfloat16" if device and device.startswith("cuda") else "float32"
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    path = tiny.cached("vl") if is_tiny(spec) else spec
+    try:
+        return HFPolicy.from_pretrained(path, dtype=dtype, device=device, **kwargs)
+    except (OSError, ValueError) as e:  # not a checkpoint folder, nor a valid hub id
+        raise ModelLoadError(f"cannot load model {spec!r}: neither a checkpoint folder nor a "
+                             f"model id the Hub (or its cache) has ({type(e).__name__}: {e})"
+                             ) from None
+
+
+def served_model(base_url: str, api_key: str | None, timeout: float) -> str:
+    """The first model id a server's GET /models lists."""
+    import requests
+
+    url = f"{base_url.rstrip('/')}/models"
+    try:
+        r = requests.get(url, headers={"Authorization": f"Bearer {api_key}"} if api_key else {},
+                         timeout=min(timeout, 30))
+        r.raise_for_status()
+        return str(r.json()["data"][0]["id"])
+    except Exception as e:
+        raise ModelLoadError(f"cannot list the models served at {url} ({type(e).__name__}: "
+                             f"{e}); check the URL (it usually ends in /v1) or pass "
+                             "--served-model-name") from None
 
 
 def _video_processor() -> Any:

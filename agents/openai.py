@@ -26,7 +26,6 @@ Servers strip the stop string; it is put back (vLLM's ``stop_reason``, SGLang's
 from __future__ import annotations
 
 import math
-import re
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -47,11 +46,7 @@ from agents.openai_messages import (
 )
 from agents.policy import Completion, Conversation, SamplingParams, split_conversation
 
-_TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
-_CLOSING_TAG = re.compile(r"</([^<>/\s]+)>")
-_PNG_MODES = {"1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"}
 _RETRY_STATUS = {408, 429}  # and every 5xx
-_MISSING = object()
 
 
 class _RequestFailed(Exception):

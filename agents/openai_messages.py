@@ -18,11 +18,10 @@ from typing import Any
 from PIL import Image
 
 from agents.policy import split_conversation
+from axpo_env.protocol import THINK_END, render_tool_call, split_calls
 
-_TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
 _CLOSING_TAG = re.compile(r"</([^<>/\s]+)>")
 _PNG_MODES = {"1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"}
-_RETRY_STATUS = {408, 429}  # and every 5xx
 _MISSING = object()
 
 
@@ -68,7 +67,7 @@ def drops_earlier_thinking(messages: Sequence[Mapping[str, Any]]) -> bool:
         content = m.get("content")
         text = content if isinstance(content, str) else "".join(
             p.get("text", "") for p in content or () if isinstance(p, Mapping))
-        if m.get("role") == "assistant" and "</think>" in text:
+        if m.get("role") == "assistant" and THINK_END in text:
             thought = True
         elif (m.get("role") == "user" and thought
               and not text.strip().startswith("<tool_response>")):
@@ -139,26 +138,22 @@ def safe_encode(image: Image.Image) -> str | Exception:
 
 
 def _native_assistant(parts: list[dict[str, Any]], index: int) -> dict[str, Any]:
-    """Split `<tool_call>` blocks after the last `</think>` into OpenAI `tool_calls`."""
+    """Split the tool calls after the last `</think>` into OpenAI `tool_calls`, read by the
+    env's own parser (`axpo_env.protocol`), so both agree on what a call is."""
     if any(p["type"] != "text" for p in parts):
         return {"role": "assistant", "content": parts}
     text = "".join(p["text"] for p in parts)
-    cut = text.rfind("</think>")
-    cut = cut + len("</think>") if cut >= 0 else 0
+    cut = text.rfind(THINK_END)
+    cut = cut + len(THINK_END) if cut >= 0 else 0
     head, body = text[:cut], text[cut:]
-    calls = []
-    for j, m in enumerate(_TOOL_CALL.finditer(body)):
-        try:
-            obj = json.loads(m.group(1))
-            name, args = obj["name"], obj.get("arguments", {})
-        except (ValueError, KeyError, TypeError):
-            return {"role": "assistant", "content": text}  # unreadable: keep it as text
-        args = args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)
-        calls.append({"id": f"call_{index}_{j}", "type": "function",
-                      "function": {"name": name, "arguments": args}})
-    if not calls:
-        return {"role": "assistant", "content": text}
-    content = (head + _TOOL_CALL.sub("", body)).strip()
+    found, outside = split_calls(body)
+    if not found or any(c.error is not None for c in found):
+        return {"role": "assistant", "content": text}  # no call, or unreadable: keep it as text
+    calls = [{"id": f"call_{index}_{j}", "type": "function",
+              "function": {"name": c.name,
+                           "arguments": json.dumps(c.arguments, ensure_ascii=False)}}
+             for j, c in enumerate(found)]
+    content = (head + outside).strip()
     return {"role": "assistant", "content": content or None, "tool_calls": calls}
 
 
@@ -212,6 +207,7 @@ def restore_stop(text: str, choice: dict[str, Any], stops: Sequence[str]) -> str
 
 
 def render_calls(calls: list[Any]) -> str:
+    """A server's `tool_calls` as the `<tool_call>` text the env reads."""
     rendered = []
     for call in calls:
         fn = call.get("function", {}) if isinstance(call, dict) else {}
@@ -219,8 +215,7 @@ def render_calls(calls: list[Any]) -> str:
         if isinstance(args, str):
             try:
                 args = json.loads(args) if args.strip() else {}
-            except ValueError:
-                pass  # left as a string: the env tells the model its arguments are broken
-        body = json.dumps({"name": fn.get("name"), "arguments": args}, ensure_ascii=False)
-        rendered.append(f"<tool_call>\n{body}\n</tool_call>")
+            except ValueError:  # kept as a JSON string: the env tells the model it is broken
+                args = json.dumps(args, ensure_ascii=False)
+        rendered.append(render_tool_call(fn.get("name"), args, ensure_ascii=False))
     return "\n".join(rendered)

@@ -4,6 +4,11 @@ A `Trajectory` is exact enough to train on and to branch from: per turn the env 
 it, the ids the env added (loss mask 0) and the ids the policy generated (mask 1, with logprobs
 and entropies). Its token sequence is exactly what the model was fed and produced, so one
 teacher-forced forward pass re-scores it (`HFPolicy.score`).
+
+The loop takes either contract of `agents.policy`: a `TokenPolicy` (`HFPolicy`) is fed token
+prompts it extends turn by turn, and only it can be branched; any other `Policy` (`OpenAIPolicy`)
+is fed the env's observations and its trajectories hold the turns as the backend returned them.
+Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -17,8 +22,8 @@ import gymnasium as gym
 from tqdm.auto import tqdm
 
 from agents.actions import ActionSpan, find_action
-from agents.hf import HFPolicy, TokenPrompt
-from agents.policy import Completion, Policy, SamplingParams
+from agents.policy import Completion, Policy, SamplingParams, TokenPolicy
+from agents.tokens import TokenPrompt
 from axpo_env import EnvSnapshot
 
 logger = logging.getLogger(__name__)
@@ -46,13 +51,15 @@ class Turn:
 
 @dataclass
 class Trajectory:
-    """One episode. `prompt` holds every id (and image) in order; `mask[t]` is 1 on ids the
-    policy generated. `error` is set when the episode was cut short by a failure."""
+    """One episode: rollout number `index_in_group` of its task's group. `sequence` holds the
+    whole token sequence, every id (prompt, env replies, completions) and image in order (None
+    for a policy without token access); `mask[t]` is 1 on ids the policy generated. `error` is
+    set when the episode was cut short by a failure."""
 
     task_id: str
-    group: int
+    index_in_group: int
     turns: list[Turn] = field(default_factory=list)
-    prompt: TokenPrompt | None = None
+    sequence: TokenPrompt | None = None
     reward: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
@@ -61,7 +68,7 @@ class Trajectory:
 
     @property
     def ids(self) -> list[int]:
-        return self.prompt.ids if self.prompt else []
+        return self.sequence.ids if self.sequence else []
 
     @property
     def mask(self) -> list[int]:
@@ -151,17 +158,18 @@ def _pool(env: Envs, env_kwargs: dict[str, Any] | None) -> tuple[EnvPool, bool]:
 
 @dataclass
 class _Episode:
-    """An episode in flight: its env, its trajectory and the prompt for the next turn."""
+    """An episode in flight: its env, its trajectory and what the next turn is sampled from:
+    the token prompt (a `TokenPolicy`), else the env's last observation."""
 
     env: gym.Env  # possibly wrapped; snapshot/restore go through .unwrapped
     trajectory: Trajectory
-    prompt: TokenPrompt
+    observation: dict[str, Any]
+    prompt: TokenPrompt | None
     pending_env_ids: list[int]
-    tools: list[dict] | None
     keep: Completion | None = None  # the kept start of the next turn (branching)
 
 
-def rollout(env: Envs, policy: HFPolicy | Policy, tasks: Sequence[str | int],
+def rollout(env: Envs, policy: TokenPolicy | Policy, tasks: Sequence[str | int],
             group_size: int = 1, sampling: SamplingParams | None = None, seed: int = 0,
             batch_size: int = 16, env_kwargs: dict[str, Any] | None = None,
             progress: bool = True) -> list[Trajectory]:
@@ -171,12 +179,11 @@ def rollout(env: Envs, policy: HFPolicy | Policy, tasks: Sequence[str | int],
     `env`: an env id or factory (envs are made and closed here), or an `EnvPool` or envs the
     caller owns, reused and left open.
 
-    With an `HFPolicy` the trajectories hold exact token records; any other `Policy` (e.g.
-    `OpenAIPolicy` for evaluation on a server) is fed the env's observations, and its
-    trajectories hold the turns' completions as the server returned them."""
+    With a `TokenPolicy` (`HFPolicy`) the trajectories hold exact token records; any other
+    `Policy` (e.g. `OpenAIPolicy` for evaluation on a server) is fed the env's observations, and
+    its trajectories hold the turns' completions as the server returned them."""
     sampling = sampling or SamplingParams()
-    if not isinstance(policy, HFPolicy):
-        policy = _ConversationMode(policy)
+    tokens = isinstance(policy, TokenPolicy)
     pool, owned = _pool(env, env_kwargs)
     jobs = [(task, g) for task in tasks for g in range(group_size)]
     out: list[Trajectory] = []
@@ -189,14 +196,17 @@ def rollout(env: Envs, policy: HFPolicy | Policy, tasks: Sequence[str | int],
             last: tuple[Any, Any] = (None, None)  # (observation, its prompt): a group's
             for (task, g), e in zip(chunk, envs):  # episodes mostly start alike: render once
                 options = {"task_id": task} if isinstance(task, str) else {"index": int(task)}
-                traj = Trajectory(task_id=str(task), group=g)
+                traj = Trajectory(task_id=str(task), index_in_group=g)
                 try:
                     obs, _ = e.reset(seed=seed + start + len(episodes), options=options)
                     traj.task_id = e.unwrapped.snapshot().task_id
-                    same = last[0] is not None and _equal(obs, last[0])
-                    prompt = last[1] if same else policy.prompt(obs)
-                    last = (obs, prompt)
-                    episodes.append(_Episode(e, traj, prompt, list(prompt.ids), obs["tools"]))
+                    prompt = None
+                    if tokens:
+                        same = last[0] is not None and _equal(obs, last[0])
+                        prompt = last[1] if same else policy.prompt(obs)
+                        last = (obs, prompt)
+                    episodes.append(_Episode(e, traj, obs, prompt,
+                                             list(prompt.ids) if prompt else []))
                 except Exception as exc:  # a bad task or image: record it, go on
                     traj.error = f"reset failed: {type(exc).__name__}: {exc}"
                 out.append(traj)
@@ -222,7 +232,7 @@ class BranchPoint:
     n: int
 
 
-def branch(trajectory: Trajectory, turn: int, keep: int, policy: HFPolicy, n: int,
+def branch(trajectory: Trajectory, turn: int, keep: int, policy: TokenPolicy, n: int,
            env: Envs, sampling: SamplingParams | None = None,
            env_kwargs: dict[str, Any] | None = None) -> list[Trajectory]:
     """Resample from inside turn `turn` of `trajectory`: restore the env to its snapshot before
@@ -237,7 +247,7 @@ def branch(trajectory: Trajectory, turn: int, keep: int, policy: HFPolicy, n: in
                        env_kwargs)[0]
 
 
-def branch_many(points: Sequence[BranchPoint], policy: HFPolicy, env: Envs,
+def branch_many(points: Sequence[BranchPoint], policy: TokenPolicy, env: Envs,
                 sampling: SamplingParams | None = None,
                 env_kwargs: dict[str, Any] | None = None) -> list[list[Trajectory]]:
     """`branch` at several points at once: each point's first turn is sampled from one shared
@@ -254,18 +264,17 @@ def branch_many(points: Sequence[BranchPoint], policy: HFPolicy, env: Envs,
             kept = Completion(text="", token_ids=source.completion.token_ids[:point.keep],
                               logprobs=source.completion.logprobs[:point.keep],
                               entropies=source.completion.entropies[:point.keep])
-            prefix = whole.prompt.prefix(source.generated_start, policy.patches_per_token)
+            prefix = whole.sequence.prefix(source.generated_start, policy.patches_per_token)
             mine = []
             for _ in range(point.n):
                 e = next(envs)
                 obs, _ = e.reset(seed=source.snapshot.seed,
                                  options={"snapshot": source.snapshot})
-                traj = Trajectory(task_id=whole.task_id, group=whole.group,
+                traj = Trajectory(task_id=whole.task_id, index_in_group=whole.index_in_group,
                                   turns=[_copy_turn(t) for t in whole.turns[:point.turn]],
                                   parent=(point.turn, point.keep),
                                   train_from=source.generated_start + point.keep)
-                mine.append(_Episode(e, traj, prefix, list(source.env_ids), obs["tools"],
-                                     keep=kept))
+                mine.append(_Episode(e, traj, obs, prefix, list(source.env_ids), keep=kept))
             seeded = sampling if sampling.seed is None else replace(
                 sampling, seed=sampling.seed + 104_729 * i)
             # the n first turns share prefix + kept ids: one prefill, n samples
@@ -279,20 +288,23 @@ def branch_many(points: Sequence[BranchPoint], policy: HFPolicy, env: Envs,
     return [[ep.trajectory for ep in mine] for mine in per_point]
 
 
-def _play(episodes: list[_Episode], policy: HFPolicy, sampling: SamplingParams,
+def _play(episodes: list[_Episode], policy: TokenPolicy | Policy, sampling: SamplingParams,
           first: list[Completion] | None = None) -> None:
     """Advance every episode turn by turn until all are done, batching the policy calls.
     `first`: completions already sampled for the episodes' next turn."""
     active = [ep for ep in episodes if ep.trajectory.error is None]
     step = 0
     while active:
+        turn_sampling = _turn_seed(sampling, step)
         if first is not None:
             completions, first = first, None
-        else:
+        elif isinstance(policy, TokenPolicy):
             prompts = [ep.prompt.extend(ep.keep.token_ids) if ep.keep else ep.prompt
                        for ep in active]
-            completions = [c[0] for c in policy.sample(prompts, n=1,
-                                                       sampling=_turn_seed(sampling, step))]
+            completions = [c[0] for c in policy.sample(prompts, n=1, sampling=turn_sampling)]
+        else:
+            completions = [c[0] for c in policy.generate([ep.observation for ep in active], n=1,
+                                                         sampling=turn_sampling)]
         step += 1
         still = []
         for ep, completion in zip(active, completions):
@@ -304,81 +316,54 @@ def _play(episodes: list[_Episode], policy: HFPolicy, sampling: SamplingParams,
         active = still
 
 
-def _advance(ep: _Episode, completion: Completion, policy: HFPolicy) -> bool:
+def _advance(ep: _Episode, completion: Completion, policy: TokenPolicy | Policy) -> bool:
     """Step one episode with one completion; True if it goes on."""
     traj = ep.trajectory
     if completion.finish_reason == "error":
         traj.error = completion.error
-        _finish(ep, ep.prompt)
+        _finish(ep)
         return False
     snapshot = ep.env.unwrapped.snapshot()
     n_messages = len(snapshot.messages)
-    start = len(ep.prompt) - len(ep.pending_env_ids)
+    start = (len(ep.prompt) if ep.prompt is not None else 0) - len(ep.pending_env_ids)
     try:
         obs, reward, terminated, truncated, info = ep.env.step(completion.text)
     except Exception as exc:  # an env bug: record it; the batch goes on
         logger.warning("env step failed", exc_info=True)
         traj.error = f"env step failed: {type(exc).__name__}: {exc}"
         traj.turns.append(Turn(snapshot, start, ep.pending_env_ids, completion))
-        _finish(ep, ep.prompt.extend(completion.token_ids))
+        _finish(ep, completion)
         return False
     reply = obs["messages"][n_messages + 1:]
-    action = None if isinstance(policy, _ConversationMode) else find_action(
-        completion.text, completion.token_ids, policy.tokenizer)
+    tokens = isinstance(policy, TokenPolicy)
+    action = find_action(completion.text, completion.token_ids, policy.tokenizer) \
+        if tokens else None
     traj.turns.append(Turn(snapshot, start, ep.pending_env_ids, completion, float(reward),
                            terminated, truncated, info, reply, action))
     traj.reward, traj.info = float(reward), info
     if terminated or truncated:
-        _finish(ep, ep.prompt.extend(completion.token_ids))
+        _finish(ep, completion)
         return False
-    if isinstance(policy, _ConversationMode):
-        ep.prompt = _Observation(obs)
+    tools, ep.observation = ep.observation["tools"], obs
+    if not tokens:
         return True
     try:
         ep.prompt, ep.pending_env_ids = policy.continue_prompt(ep.prompt, completion, reply,
-                                                               ep.tools)
+                                                               tools)
     except Exception as exc:
         traj.error = f"could not encode the env's reply: {type(exc).__name__}: {exc}"
-        _finish(ep, ep.prompt.extend(completion.token_ids))
+        _finish(ep, completion)
         return False
     return True
 
 
-def _finish(ep: _Episode, prompt: TokenPrompt) -> None:
-    if isinstance(prompt, TokenPrompt):
-        ep.trajectory.prompt = prompt
+def _finish(ep: _Episode, last: Completion | None = None) -> None:
+    """Record the episode's whole token sequence, through `last`'s ids (token policies only)."""
+    if ep.prompt is not None:
+        ep.trajectory.sequence = ep.prompt.extend(last.token_ids) if last else ep.prompt
 
 
-class _Observation:
-    """A conversation-level prompt: the env's observation, for policies without token access."""
-
-    ids: list[int] = []
-
-    def __init__(self, obs: dict[str, Any]):
-        self.obs = obs
-
-    def __len__(self) -> int:
-        return 0
-
-    def extend(self, ids: Sequence[int], vision: Any = None) -> _Observation:
-        return self
-
-
-class _ConversationMode:
-    """Any `Policy` in the rollout loop: it sees observations and returns completions."""
-
-    def __init__(self, policy: Policy):
-        self.policy = policy
-
-    def prompt(self, obs: dict[str, Any]) -> _Observation:
-        return _Observation(obs)
-
-    def sample(self, prompts: Sequence[_Observation], n: int = 1,
-               sampling: SamplingParams | None = None) -> list[list[Completion]]:
-        return self.policy.generate([p.obs for p in prompts], n=n, sampling=sampling)
-
-
-def _join(kept: Completion, rest: Completion, policy: HFPolicy) -> Completion:
+def _join(kept: Completion, rest: Completion, policy: TokenPolicy) -> Completion:
     """A branched turn: the kept ids followed by the newly sampled ones."""
     ids = kept.token_ids + rest.token_ids
     return Completion(text=policy.tokenizer.decode(ids, skip_special_tokens=False),

@@ -29,8 +29,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from agents.hf import HFPolicy
-from agents.policy import SamplingParams
+from agents.policy import SamplingParams, TokenPolicy
 from agents.rollout import BranchPoint, Envs, Trajectory, branch_many
 from algorithms.config import AXPOConfig
 from algorithms.grpo import TrainBatch, grpo_batch, shaped_reward, train_sample, trainable
@@ -135,7 +134,7 @@ def allocate(per_group: Sequence[list[Branch]], blocks: int, config: AXPOConfig,
     return chosen
 
 
-def explore(groups: Sequence[Sequence[Trajectory]], policy: HFPolicy, env: Envs,
+def explore(groups: Sequence[Sequence[Trajectory]], policy: TokenPolicy, env: Envs,
             config: AXPOConfig, sampling: SamplingParams, rng: np.random.Generator,
             env_kwargs: dict | None = None) -> tuple[list[Branch], dict[str, float]]:
     """Pick the step's branch points and resample K continuations from each. Returns the

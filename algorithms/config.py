@@ -3,7 +3,7 @@
 Modelled on TRL's `GRPOConfig` (`trl/trainer/grpo_config.py`): one dataclass per trainer, every
 knob named, defaulted and justified, field names shared with TRL where the meaning is the same.
 Each field's `metadata["help"]` is its only documentation: the class docstrings below list it,
-grouped by concern, and the `axpo` command (`algorithms.cli`) shows it as `--help`, so the two
+grouped by concern, and the `axpo` command (`axpo_cli`) shows it as `--help`, so the two
 never drift apart. Validation happens in `__post_init__`; `to_dict`/`from_dict` round-trip a
 config through JSON for checkpoints.
 """
@@ -11,63 +11,17 @@ config through JSON for checkpoints.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import textwrap
-import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
+
+from axpo_cli.fields import check as _check
+from axpo_cli.fields import config_field as _field
+from axpo_cli.fields import documented as _document
+from axpo_cli.fields import literal_choices
 
 REPORTERS = ("jsonl", "csv", "tensorboard", "stdout")
 
-GROUPS = {  # docstring and --help sections, in display order
-    "model": "Parameters that control the model and the environment",
-    "generation": "Parameters that control generation",
-    "training": "Parameters that control the training",
-    "axpo": "Parameters that control AXPO's exploration (only with --algo axpo)",
-    "data": "Parameters that control the data",
-    "logging": "Parameters that control logging and checkpoints",
-}
-
 _C = TypeVar("_C", bound="_Config")
-
-
-def _field(default: Any, help: str, group: str, **metadata: Any) -> Any:
-    """A dataclass field whose help text and docstring section travel in its metadata."""
-    meta = {"help": help, "group": group, **metadata}
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-def _document(cls: type) -> type:
-    """Append the grouped parameter list, built from the fields' help, to the class docstring."""
-    lines = ["", "    Parameters:"]
-    fields = dataclasses.fields(cls)
-    for group, title in GROUPS.items():
-        members = [f for f in fields if f.metadata.get("group") == group]
-        if not members:
-            continue
-        lines += ["", f"        > {title}", ""]
-        for f in members:
-            default = f.default_factory() if callable(f.default_factory) else f.default
-            lines.append(f"        {f.name} (`{f.type}`, defaults to `{default!r}`):")
-            lines += textwrap.wrap(f.metadata["help"], 92, initial_indent=" " * 12,
-                                   subsequent_indent=" " * 12)
-    cls.__doc__ = (cls.__doc__ or "").rstrip() + "\n" + "\n".join(lines) + "\n"
-    return cls
-
-
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise ValueError(message)
-
-
-@functools.cache
-def literal_choices(cls: type) -> dict[str, tuple[str, ...]]:
-    """The allowed values of each `Literal[...]` field of a config class, by field name."""
-    hints = typing.get_type_hints(cls)
-    return {f.name: typing.get_args(hints[f.name]) for f in dataclasses.fields(cls)
-            if typing.get_origin(hints[f.name]) is Literal}
 
 
 @dataclass
@@ -76,8 +30,8 @@ class _Config:
 
     model: str = _field(
         "", "Checkpoint directory or Hugging Face hub name of the policy (a Qwen3-VL model or any "
-        "causal LM). '' uses the embedded tiny model, which builds offline in a second: for smoke "
-        "tests, not for results.", "model")
+        "causal LM). '' or 'tiny' uses the embedded tiny model, which builds offline in a second: "
+        "for smoke tests, not for results.", "model")
     seed: int = _field(
         0, "Seed of everything random in the run (task order, sampling, branch choice), so a run "
         "is reproducible.", "training")

@@ -15,15 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from agents.hf import HFPolicy
-from agents.policy import SamplingParams
+from agents.policy import SamplingParams, TokenPolicy
 from agents.rollout import Trajectory
 from axpo_env import parse_turn
 
 MALFORMED = ("<malformed>", {})
 
 
-def tool_call_diversity(policy: HFPolicy, trajectories: Sequence[Trajectory], n: int = 16,
+def tool_call_diversity(policy: TokenPolicy, trajectories: Sequence[Trajectory], n: int = 16,
                         sampling: SamplingParams | None = None, iou: float = 0.5
                         ) -> dict[str, float]:
     """Probe every failed tool-using rollout of `trajectories` (as recorded by
@@ -35,12 +34,12 @@ def tool_call_diversity(policy: HFPolicy, trajectories: Sequence[Trajectory], n:
     for t in trajectories:
         first = next((turn for turn in t.turns
                       if turn.action is not None and turn.action.kind == "call"), None)
-        if t.correct or not t.used_tool or first is None or t.prompt is None:
+        if t.correct or not t.used_tool or first is None or t.sequence is None:
             continue
         keep = first.action.start + 1
         kept = policy.tokenizer.decode(first.completion.token_ids[:keep],
                                        skip_special_tokens=False)
-        prefix = t.prompt.prefix(first.generated_start + keep, policy.patches_per_token)
+        prefix = t.sequence.prefix(first.generated_start + keep, policy.patches_per_token)
         completions = policy.sample_shared(prefix, n, sampling)
         counts.append(len(cluster_calls([_first_call(kept + c.text) for c in completions], iou)))
     return {

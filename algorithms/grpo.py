@@ -45,7 +45,7 @@ def shaped_reward(trajectory: Trajectory, config: GRPOConfig) -> float:
 
 def trainable(trajectory: Trajectory) -> bool:
     """A rollout the update can use: it finished without error and generated something."""
-    return trajectory.error is None and trajectory.prompt is not None and any(
+    return trajectory.error is None and trajectory.sequence is not None and any(
         trajectory.train_mask)
 
 

@@ -28,9 +28,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from agents import tiny
 from agents.chat_encoding import ChatEncoder
 from agents.hf import HFPolicy
+from agents.loading import load_policy
 from algorithms.config import SFTConfig
 from algorithms.outputs import (
     make_logger,
@@ -39,6 +39,7 @@ from algorithms.outputs import (
     write_checkpoint,
 )
 from axpo_env.errors import DatasetError
+from axpo_env.protocol import render_tool_call
 
 ROLES = ("system", "user", "assistant", "tool")
 IGNORE = -100  # the label of tokens that carry no loss (PyTorch's cross_entropy ignore_index)
@@ -164,9 +165,8 @@ def _pieces(chat: ChatEncoder, msgs: list[dict], tools: list[dict] | None
         target = assistant_text(msgs[i], opened_thinking=pieces[-1][0].endswith("<think>\n"))
         pieces.append((target, True, []))
         if k + 1 < len(turns):
-            reply, images = chat.reply(msgs[i + 1:turns[k + 1]], tools)
-            if eos and target.endswith(eos) and reply.startswith(eos):  # the model ended it
-                reply = reply[len(eos):]
+            ended = eos if eos and target.endswith(eos) else None  # the model ended it
+            reply, images = chat.reply(msgs[i + 1:turns[k + 1]], tools, ended_with=ended)
             pieces.append((reply, False, images))
     return pieces
 
@@ -190,10 +190,8 @@ def assistant_text(message: dict[str, Any], opened_thinking: bool) -> str:
         content = content[1:] if content.startswith("\n") else content
     for j, call in enumerate(message.get("tool_calls") or []):
         fn = call.get("function", call) if isinstance(call, dict) else {}
-        args = fn.get("arguments", {})
-        args = args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)
-        content += ("\n" if j or content else "") + (
-            f'<tool_call>\n{{"name": "{fn.get("name")}", "arguments": {args}}}\n</tool_call>')
+        content += ("\n" if j or content else "") + render_tool_call(
+            str(fn.get("name")), fn.get("arguments", {}), ensure_ascii=False)
     return head + content
 
 
@@ -254,10 +252,11 @@ def _schedule(n: int, cfg: SFTConfig, rng: np.random.Generator, shard: slice
 def train_sft(config: SFTConfig, policy: HFPolicy | str | Path | None = None) -> Path:
     """Fine-tune on `config.data_path` and return the final checkpoint dir.
 
-    `policy`: an `HFPolicy` (trained in place), a checkpoint path, or None for `config.model`
-    ('' : the embedded tiny Qwen3-VL). The loss is the mean cross-entropy over the assistant
-    tokens of an optimizer step (all its micro-batches together), so long and short turns weigh
-    the same per token however the step is split into micro-batches.
+    `policy`: an `HFPolicy` (trained in place), a model spec for `agents.load_policy` (a
+    checkpoint path; '' or 'tiny': the embedded tiny Qwen3-VL), or None for `config.model`.
+    The loss is the mean cross-entropy over the assistant tokens of an optimizer step (all its
+    micro-batches together), so long and short turns weigh the same per token however the step
+    is split into micro-batches.
     """
     from accelerate import Accelerator
     from transformers import get_linear_schedule_with_warmup
@@ -266,7 +265,7 @@ def train_sft(config: SFTConfig, policy: HFPolicy | str | Path | None = None) ->
     seed_everything(cfg.seed)
     examples = load_sft_dataset(cfg.data_path)
     if not isinstance(policy, HFPolicy):
-        policy = HFPolicy.from_pretrained(policy or cfg.model or tiny.cached("vl"))
+        policy = load_policy(policy or cfg.model, token_level=True)
     accelerator = Accelerator(mixed_precision="bf16" if cfg.bf16 else "no")
     shard = slice(accelerator.process_index, None, accelerator.num_processes)
     local = len(range(len(examples))[shard])

@@ -27,15 +27,14 @@ import torch
 from tqdm.auto import tqdm
 
 import axpo_env  # noqa: F401  (registers the envs)
-from agents import tiny
 from agents.hf import HFPolicy, TokenPrompt, warp
+from agents.loading import load_policy
 from agents.policy import SamplingParams
 from agents.rollout import EnvPool, Trajectory, rollout
 from algorithms import axpo
 from algorithms.config import AXPOConfig, GRPOConfig
 from algorithms.grpo import TrainBatch, TrainSample, grpo_batch, pad_left
 from algorithms.loss import Normalizers, policy_loss, update_loss
-from algorithms.metrics import pass_at_k, thinking_acting_gap
 from algorithms.outputs import (
     RL_PLOT_KEYS,
     CheckpointError,
@@ -47,6 +46,7 @@ from algorithms.outputs import (
     write_checkpoint,
 )
 from axpo_view.record import record_step
+from evaluation.metrics import pass_at_k, thinking_acting_gap
 
 
 class Trainer:
@@ -55,8 +55,8 @@ class Trainer:
     Args:
         algorithm: "axpo" or "grpo".
         config: an `AXPOConfig` / `GRPOConfig` (default: the algorithm's defaults).
-        policy: an `HFPolicy`, a checkpoint path, or None for `config.model` (empty: the
-            embedded tiny Qwen3-VL).
+        policy: an `HFPolicy`, or a model spec for `agents.load_policy` (a checkpoint path or
+            hub name; '' or 'tiny': the embedded tiny Qwen3-VL); None for `config.model`.
         env_id: overrides `config.env_id`.
     """
 
@@ -74,7 +74,7 @@ class Trainer:
         cfg = self.config
         seed_everything(cfg.seed)
         if not isinstance(policy, HFPolicy):
-            policy = HFPolicy.from_pretrained(policy or cfg.model or tiny.cached("vl"))
+            policy = load_policy(policy or cfg.model, token_level=True)
         self.policy = policy
 
         from accelerate import Accelerator
@@ -102,9 +102,7 @@ class Trainer:
         # them, so the task (a benchmark's dataset) loads once per env, not once per episode.
         self.envs = EnvPool(cfg.env_id, self.env_kwargs)
         self.task_ids = list(cfg.task_ids or self.envs.take(1)[0].unwrapped.task.task_ids)
-        self.sampling = SamplingParams(
-            max_new_tokens=cfg.max_completion_length, temperature=cfg.temperature,
-            top_p=cfg.top_p, top_k=cfg.top_k or 0, seed=cfg.seed)
+        self.sampling = SamplingParams.of(cfg, seed=cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
         self.step = 0
         self.history: list[dict[str, float]] = []
@@ -282,7 +280,7 @@ class Trainer:
         the policy) at the training temperature, as TRL computes them; gradients only for
         the policy's own pass. Positions before the batch's first trained token are 0: the LM
         head skips them (for a long multimodal prompt, most of the row)."""
-        prompts: list[TokenPrompt] = [s.trajectory.prompt for s in rows]  # type: ignore[misc]
+        prompts: list[TokenPrompt] = [s.trajectory.sequence for s in rows]  # type: ignore[misc]
         width = max(len(p) for p in prompts)
         firsts = [width - len(p) + int(s.mask.nonzero()[0]) for p, s in zip(prompts, rows)
                   if s.mask.any()]

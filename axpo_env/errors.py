@@ -29,3 +29,7 @@ class SnapshotError(AxpoError, ValueError):
 
 class DatasetError(AxpoError, FileNotFoundError):
     """A benchmark's data is missing or not in its published schema."""
+
+
+class ModelLoadError(AxpoError, ValueError):
+    """A model spec (`agents.load_policy`) that names no loadable checkpoint or reachable server."""

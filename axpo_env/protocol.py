@@ -19,12 +19,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-_CALL_OPEN, _CALL_CLOSE = "<tool_call>", "</tool_call>"
+#: The protocol's tags, for code that finds them in text or token ids (`agents.actions`).
+CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
+ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
+THINK_END = "</think>"
 _CALL_END = re.compile(r"\s*(?:</tool_call>|\Z)")
 _DECODER = json.JSONDecoder()
 _MAX_DEPTH = 64  # arguments nested deeper are refused: nothing downstream must recurse on them
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
-_THINK_END = "</think>"
 
 CALL_FORMAT = '<tool_call>{"name": <tool name>, "arguments": {<name>: <value>, ...}}</tool_call>'
 
@@ -50,9 +52,9 @@ class ParsedTurn:
 
 def parse_turn(text: str) -> ParsedTurn:
     """Split an agent turn into thinking, tool calls and final answer."""
-    cut = text.rfind(_THINK_END)
-    thinking, body = (text[:cut], text[cut + len(_THINK_END) :]) if cut >= 0 else ("", text)
-    calls, outside = _split_calls(body)
+    cut = text.rfind(THINK_END)
+    thinking, body = (text[:cut], text[cut + len(THINK_END) :]) if cut >= 0 else ("", text)
+    calls, outside = split_calls(body)
     answer = extract_answer(outside)
     if calls and answer is not None:
         return ParsedTurn(
@@ -92,14 +94,15 @@ def _last_boxed(text: str) -> str | None:
     return None
 
 
-def _split_calls(body: str) -> tuple[tuple[ToolCall, ...], str]:
-    """The tool calls in `body` and the text outside them. A call's JSON is read as JSON first,
-    so a `</tool_call>` or `<answer>` inside one of its strings belongs to the call; a call
-    that is not valid JSON ends at the next `</tool_call>` (or the end of the text)."""
+def split_calls(body: str) -> tuple[tuple[ToolCall, ...], str]:
+    """The tool calls in `body` (a turn's text after its thinking) and the text outside them.
+    A call's JSON is read as JSON first, so a `</tool_call>` or `<answer>` inside one of its
+    strings belongs to the call; a call that is not valid JSON ends at the next `</tool_call>`
+    (or the end of the text)."""
     calls, outside, pos = [], [], 0
-    while (start := body.find(_CALL_OPEN, pos)) >= 0:
+    while (start := body.find(CALL_OPEN, pos)) >= 0:
         outside.append(body[pos:start])
-        start += len(_CALL_OPEN)
+        start += len(CALL_OPEN)
         first = len(body) - len(body[start:].lstrip())
         try:
             obj, end = _DECODER.raw_decode(body, first)
@@ -110,10 +113,10 @@ def _split_calls(body: str) -> tuple[tuple[ToolCall, ...], str]:
             calls.append(_parse_call(body[first:end], obj))
             pos = closing.end()
         else:
-            stop = body.find(_CALL_CLOSE, start)
+            stop = body.find(CALL_CLOSE, start)
             stop = len(body) if stop < 0 else stop
             calls.append(_parse_call(body[start:stop]))
-            pos = min(len(body), stop + len(_CALL_CLOSE))
+            pos = min(len(body), stop + len(CALL_CLOSE))
     outside.append(body[pos:])
     return tuple(calls), "".join(outside)
 
@@ -167,14 +170,19 @@ def _parse_call(raw: str, obj: Any = _NOT_READ) -> ToolCall:
     return ToolCall(obj["name"], args)
 
 
-def render_tool_call(name: str, arguments: Mapping[str, Any]) -> str:
-    """The text of one tool call, as Qwen3 models write it (for scripted agents and SFT data)."""
-    body = json.dumps({"name": name, "arguments": dict(arguments)})
-    return f"<tool_call>\n{body}\n</tool_call>"
+def render_tool_call(name: str, arguments: Any, ensure_ascii: bool = True) -> str:
+    """The text of one tool call, as Qwen3 models write it (scripted agents, SFT data, a server's
+    `tool_calls`). `arguments`: a JSON value, or a string already serialized, written as it is
+    (as Qwen's chat templates write a string's `arguments`)."""
+    if not isinstance(arguments, str):
+        arguments = json.dumps(dict(arguments) if isinstance(arguments, Mapping) else arguments,
+                               ensure_ascii=ensure_ascii)
+    name_json = json.dumps(name, ensure_ascii=ensure_ascii)
+    return f'{CALL_OPEN}\n{{"name": {name_json}, "arguments": {arguments}}}\n{CALL_CLOSE}'
 
 
 def render_answer(answer: str) -> str:
-    return f"<answer>{answer}</answer>"
+    return f"{ANSWER_OPEN}{answer}{ANSWER_CLOSE}"
 
 
 def render_tools_block(schemas: Sequence[Mapping[str, Any]]) -> str:

@@ -4,18 +4,18 @@
     write_report("runs/eval")          # -> runs/eval/report.html
 
 `record` saves trajectories and AXPO branches (`axpo eval --save-trajectories`,
-`GRPOConfig.save_trajectories`); `load` reads a run; `html` renders it. No torch import.
+`GRPOConfig.save_trajectories`); `load` reads a run; `html` renders it; the `axpo view`
+command (`axpo_cli`) calls `write_report`. No torch import.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from axpo_view.html import render
 from axpo_view.load import Run, ViewError, load
 
-__all__ = ["Run", "ViewError", "load", "main", "write_report"]
+__all__ = ["Run", "ViewError", "load", "write_report"]
 REPORT = "report.html"
 
 
@@ -28,17 +28,3 @@ def write_report(path: str | Path, out: str | Path | None = None) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(render(run, target), encoding="utf-8")
     return target
-
-
-def main(path: str, out: str | None = None) -> int:
-    """`axpo view`: write the report, print its path; bad input is a one-line error."""
-    try:
-        target = write_report(path, out)
-    except ViewError as e:
-        print(f"axpo view: error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:
-        print(f"axpo view: error: cannot write the report ({e})", file=sys.stderr)
-        return 1
-    print(target)
-    return 0

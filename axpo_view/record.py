@@ -81,7 +81,7 @@ class Recorder:
         info = t.info
         record = {
             "type": "episode", "id": episode_id, "env": first.env_id if first else None,
-            "task_id": t.task_id, "group": t.group,
+            "task_id": t.task_id, "group": t.index_in_group,
             "question": _question(first.messages) if first else None, "images": task_images,
             "turns": turns, "answer": info.get("answer"), "reward": float(t.reward),
             "correct": bool(info.get("correct")) and t.error is None,

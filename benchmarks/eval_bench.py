@@ -4,7 +4,7 @@ time versus batched, in one run.
     python benchmarks/eval_bench.py             # prints a markdown table; --quick to smoke-test
 
 Both rows run the same episodes (every registered env's fixture, `--limit` items, `--samples`
-each) through `algorithms.evaluate.run_eval`, as `axpo eval --model tiny` does: env resets, tool
+each) through `evaluation.evaluate.run_eval`, as `axpo eval --model tiny` does: env resets, tool
 calls, prompts rendered with the tool schemas, generation and the JSONL writes all count. The tiny
 model rarely answers, so most episodes run to `--max-turns`: the numbers are an upper bound on
 per-episode cost, not a measure of accuracy.
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from algorithms.evaluate import EvalConfig, make_policy, resolve_envs, run_eval
+from evaluation.evaluate import EvalConfig, make_policy, resolve_envs, run_eval
 
 
 def main() -> None:

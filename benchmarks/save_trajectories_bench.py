@@ -25,7 +25,7 @@ def du(path: Path) -> int:
 
 
 def timed(cfg, policy) -> float:
-    from algorithms.evaluate import run_eval
+    from evaluation.evaluate import run_eval
 
     shutil.rmtree(cfg.output_dir, ignore_errors=True)
     t0 = time.perf_counter()
@@ -51,8 +51,8 @@ def bench(name: str, make_cfg, make_policy, repeats: int) -> None:
 
 
 def main(repeats: int = 2) -> None:
-    from algorithms.evaluate import EvalConfig, make_policy
     from axpo_env.tasks.hrbench import HRBench4K
+    from evaluation.evaluate import EvalConfig, make_policy
     from tests.test_view import CropThenAnswer
 
     work = Path(tempfile.mkdtemp())

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import argparse
 
-from agents import tiny
-from agents.hf import HFPolicy
+from agents import load_policy
 from agents.policy import SamplingParams
 from agents.rollout import branch, rollout
-from algorithms.metrics import thinking_acting_gap
+from evaluation.metrics import thinking_acting_gap
 
 ENV = "AXPO-MathVista-v0"
 
@@ -29,7 +28,7 @@ def short(text: str, limit: int = 90) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="checkpoint dir or hub name")
+    parser.add_argument("--model", default="tiny", help="checkpoint dir or hub name")
     parser.add_argument("--tasks", default="8,11,13")
     parser.add_argument("--group-size", type=int, default=4)
     parser.add_argument("--max-new-tokens", type=int, default=24)
@@ -37,7 +36,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    policy = HFPolicy.from_pretrained(args.model or tiny.cached("vl"))
+    policy = load_policy(args.model)
     sampling = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=1.0,
                               seed=args.seed)
     env_kwargs = {"tools": ["crop", "python", "calculator", "search"],
@@ -46,7 +45,7 @@ def main() -> None:
                            sampling=sampling, seed=args.seed, env_kwargs=env_kwargs)
 
     for t in trajectories:
-        print(f"\n== task {t.task_id} rollout {t.group}: reward {t.reward} "
+        print(f"\n== task {t.task_id} rollout {t.index_in_group}: reward {t.reward} "
               f"tool calls {t.info.get('tool_calls', 0)} ids {len(t.ids)} "
               f"(generated {sum(t.mask)}){'  ERROR ' + t.error if t.error else ''}")
         for i, turn in enumerate(t.turns):

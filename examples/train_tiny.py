@@ -32,10 +32,10 @@ from agents.hf import HFPolicy
 from agents.policy import SamplingParams
 from agents.rollout import rollout
 from algorithms.config import AXPOConfig, GRPOConfig, SFTConfig
-from algorithms.metrics import thinking_acting_gap
 from algorithms.sft import train_sft
 from algorithms.trainer import Trainer
 from axpo_env.tasks.zoom_boxes import write_expert_demos
+from evaluation.metrics import thinking_acting_gap
 
 ENV = "AXPO-ZoomBoxes-v0"
 #: New tokens per turn: the crop call is ~50 tokens, the answer ~25.

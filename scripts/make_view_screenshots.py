@@ -43,10 +43,10 @@ def main(work: Path) -> None:
     from agents import tiny
     from agents.hf import HFPolicy
     from algorithms.config import AXPOConfig
-    from algorithms.evaluate import EvalConfig, run_eval
     from algorithms.trainer import Trainer
     from axpo_env.tasks.mathvista import MathVista
     from axpo_view import write_report
+    from evaluation.evaluate import EvalConfig, run_eval
     from tests.test_view import VISTA, CropThenAnswer
     from tests.test_view_axpo import TASK, CropsTheWrongRegion
 

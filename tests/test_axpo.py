@@ -46,7 +46,7 @@ def make_traj(tokenizer, correct: bool, tool: bool, confidence: float = 0.5,
     t = make_turn(tokenizer, "think", action, float(np.log(confidence)),
                   thinking_logprob=thinking_logprob)
     ids = [7, 7] + t.completion.token_ids
-    return Trajectory("q", 0, turns=[t], prompt=TokenPrompt(ids), reward=float(correct),
+    return Trajectory("q", 0, turns=[t], sequence=TokenPrompt(ids), reward=float(correct),
                       info={"correct": correct, "tool_calls": int(tool)}, train_from=train_from)
 
 
@@ -225,7 +225,7 @@ def test_arpo_branches_after_a_tool_result_where_entropy_rises(tokenizer):
         second = make_turn(tokenizer, "b", "<answer>1</answer>", -0.5, start=30)
         second.completion.entropies = [1.0 + rise] * len(second.completion.entropies)
         ids = list(range(30)) + [7] * 40
-        return Trajectory("q", 0, turns=[first, second], prompt=TokenPrompt(ids),
+        return Trajectory("q", 0, turns=[first, second], sequence=TokenPrompt(ids),
                           info={"correct": True, "tool_calls": 1}, reward=1.0)
 
     group = [two_turns(0.5), two_turns(2.0), two_turns(-0.3)]

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from algorithms import cli
 from algorithms.config import AXPOConfig, GRPOConfig, SFTConfig, literal_choices
+from axpo_cli import cli
 
 # ----------------------------------------------------------------------------- configs
 

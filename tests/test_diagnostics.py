@@ -38,7 +38,7 @@ def failed_call(tokenizer, thinking: str) -> Trajectory:
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     turn = Turn(None, 0, [5, 5], Completion(text, ids, [-1.0] * len(ids), [1.0] * len(ids)),
                 action=find_action(text, ids, tokenizer))
-    return Trajectory("q", 0, turns=[turn], prompt=TokenPrompt([5, 5] + ids), reward=0.0,
+    return Trajectory("q", 0, turns=[turn], sequence=TokenPrompt([5, 5] + ids), reward=0.0,
                       info={"correct": False, "tool_calls": 1})
 
 

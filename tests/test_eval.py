@@ -7,9 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -20,12 +18,13 @@ from agents import tiny
 from agents.hf import HFPolicy
 from agents.openai import OpenAIPolicy
 from agents.policy import Completion
-from algorithms.cli import main, parse
-from algorithms.eval_report import markdown, summarize
-from algorithms.evaluate import EvalConfig, EvalError, make_policy, run_eval
+from axpo_cli.cli import main, parse
 from axpo_env import render_answer, render_tool_call
 from axpo_env.tasks.mathvista import MathVista
 from axpo_env.tasks.tool_arith import ToolArith
+from evaluation.evaluate import EvalConfig, EvalError, make_policy, run_eval
+from evaluation.report import markdown, summarize
+from tests.openai_server import running
 
 ARITH, VISTA = "AXPO-ToolArith-v0", "AXPO-MathVista-v0"
 WRONG = "-424242"
@@ -371,38 +370,8 @@ def test_data_dir_pairs_must_name_evaluated_envs(tmp_path):
 @pytest.fixture
 def server():
     """An OpenAI-compatible server that lists one model and answers ToolArith correctly."""
-    items = ToolArith(split="test").items
-    answers = {items[i].question: items[i].answer for i in range(4)}
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def _send(self, payload):
-            data = json.dumps(payload).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_GET(self):
-            self._send({"object": "list", "data": [{"id": "served-vl", "object": "model"}]})
-
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            question = _text(next(m for m in body["messages"] if m["role"] == "user"))
-            answer = next(a for q, a in answers.items() if q in question)
-            self._send({"choices": [{"index": 0, "finish_reason": "stop", "message": {
-                "role": "assistant", "content": f"<answer>{answer}</answer>"}}],
-                "model": body["model"]})
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    httpd.shutdown()
-    httpd.server_close()
+    with running() as url:
+        yield url
 
 
 def test_a_server_url_evaluates_through_openai_policy(tmp_path, server):
@@ -416,7 +385,7 @@ def test_a_server_url_evaluates_through_openai_policy(tmp_path, server):
 
 
 def test_paper_and_all_name_the_suites():
-    from algorithms.evaluate import resolve_envs
+    from evaluation.evaluate import resolve_envs
 
     paper = resolve_envs(["paper"])
     assert paper == [  # the AXPO paper's Table 1: reasoning, perception, search
@@ -473,8 +442,8 @@ def test_resuming_with_the_other_scoring_mode_is_refused(tmp_path):
 def test_a_task_without_scoring_modes_is_scored_by_its_own_rule():
     import gymnasium as gym
 
-    from algorithms.evaluate import OWN_RULE, _has_scoring_modes
     from axpo_env.tasks import Task
+    from evaluation.evaluate import OWN_RULE, _has_scoring_modes
 
     class Legacy(Task):  # a plugin written before scoring modes existed
         def __init__(self, split=None, data_dir=None, judge=None):
@@ -489,7 +458,7 @@ def test_a_task_without_scoring_modes_is_scored_by_its_own_rule():
 
 
 def test_the_scoring_line_names_benchmarks_scored_otherwise():
-    from algorithms.eval_report import Report
+    from evaluation.report import Report
 
     report = Report(1, {}, {}, scoring={"A-v0": "official", "B-v0": "official",
                                         "Plugin-v0": "own rule"})

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from algorithms.metrics import pass_at_k, thinking_acting_gap
+from evaluation.metrics import pass_at_k, thinking_acting_gap
 
 
 @dataclass

@@ -123,3 +123,39 @@ def test_registered_function_tool_is_found_by_name():
     assert get_tool("shout")({"text": "hi"}).text == "HI"
     schema = get_tool("shout").schema
     assert schema["function"]["parameters"]["required"] == ["text"]
+
+
+BROKEN_CHILD = textwrap.dedent('''
+    import json, warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        import axpo_env
+    import gymnasium as gym
+
+    print(json.dumps({"warnings": [str(w.message) for w in caught],
+                      "builtin": "AXPO-ToolArith-v0" in gym.registry}))
+''')
+
+
+def test_a_broken_plugin_is_skipped_with_a_warning_naming_its_package(tmp_path):
+    site = tmp_path / "site"
+    info = site / "axpo_broken_plugin-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: axpo-broken-plugin\n"
+                                   "Version: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        "[axpo_env.tasks]\ncrashes = axpo_broken_plugin:Missing\n"
+        "not_a_task = axpo_broken_plugin:NOT_A_TASK\n")
+    (site / "axpo_broken_plugin.py").write_text("NOT_A_TASK = 3\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), root]))
+    out = subprocess.run([sys.executable, "-c", BROKEN_CHILD], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["builtin"] is True
+    skipped = [w for w in got["warnings"] if "axpo-broken-plugin" in w]
+    assert len(skipped) == 2
+    assert any("'crashes'" in w and "AttributeError" in w for w in skipped)
+    assert any("'not_a_task'" in w and "not a Task subclass" in w for w in skipped)

@@ -32,3 +32,23 @@ def test_unknown_names_are_attribute_errors():
             assert "NoSuchThing" in str(err)
         else:
             raise AssertionError("expected AttributeError")
+
+
+def test_the_new_homes_export_their_names():
+    from agents import TokenPolicy, TokenPrompt, load_policy  # noqa: F401
+    from axpo_cli import main  # noqa: F401
+    from evaluation import EvalConfig, EvalError, pass_at_k, run_eval  # noqa: F401
+
+    assert EvalConfig(model="tiny").samples == 4 and pass_at_k(4, 1, 1) == 0.25
+
+
+def test_evaluation_exports_are_lazy_and_unknown_names_are_attribute_errors():
+    import pytest
+
+    import evaluation
+
+    with pytest.raises(AttributeError, match="NoSuchThing"):
+        evaluation.NoSuchThing  # noqa: B018
+    code = "import sys; from evaluation import EvalConfig, run_eval; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=True).stdout.split() == ["False"]

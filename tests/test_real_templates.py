@@ -16,9 +16,9 @@ from agents.hf import HFPolicy
 from agents.loading import normalize_message
 from agents.policy import Completion, SamplingParams
 from agents.rollout import rollout
-from algorithms.evaluate import EvalConfig, run_eval
 from algorithms.sft import IGNORE, tokenize_example
 from axpo_env import render_tool_call
+from evaluation.evaluate import EvalConfig, run_eval
 
 TEMPLATES = Path(__file__).parent / "fixtures" / "templates"
 SAMPLING = SamplingParams(max_new_tokens=8, temperature=1.0, seed=0)
@@ -103,8 +103,8 @@ def test_rollout_ids_are_what_the_real_template_renders(case):
     expected = real_render(policy, conversation(trajectory), policy_tools())
     assert trajectory.ids == expected["input_ids"][0].tolist()
     if policy.is_vision:  # the task image: its pixels and grid as the processor makes them
-        assert torch.equal(trajectory.prompt.pixel_values, expected["pixel_values"])
-        assert torch.equal(trajectory.prompt.image_grid_thw, expected["image_grid_thw"])
+        assert torch.equal(trajectory.sequence.pixel_values, expected["pixel_values"])
+        assert torch.equal(trajectory.sequence.image_grid_thw, expected["image_grid_thw"])
     # Only the scripted turns are trained on, and they decode to exactly the scripted text.
     mask = trajectory.mask
     generated = [policy.tokenizer.decode([t for t, m in zip(trajectory.ids, mask) if m])]
@@ -124,7 +124,7 @@ def policy_tools() -> list[dict]:
 def test_rescoring_reproduces_the_recorded_logprobs(case):
     _, policy, trajectory = case
     positions = [i for i, m in enumerate(trajectory.mask) if m]
-    logprobs, _ = policy.score(trajectory.prompt, positions, SAMPLING)
+    logprobs, _ = policy.score(trajectory.sequence, positions, SAMPLING)
     recorded = [trajectory.logprobs[i] for i in positions]
     assert logprobs == pytest.approx(recorded, abs=1e-4)
 

@@ -47,14 +47,15 @@ def policy():
 
 def rescored(policy, trajectory):
     positions = [i for i, m in enumerate(trajectory.mask) if m]
-    logprobs, _ = policy.score(trajectory.prompt, positions, SAMPLING)
+    logprobs, _ = policy.score(trajectory.sequence, positions, SAMPLING)
     return logprobs, [trajectory.logprobs[i] for i in positions]
 
 
 def test_rollout_groups_and_records_every_turn(policy):
     trajs = rollout(ENV, policy, ["8", "11"], group_size=2, sampling=SAMPLING,
                     env_kwargs=ENV_KWARGS, progress=False)
-    assert [(t.task_id, t.group) for t in trajs] == [("8", 0), ("8", 1), ("11", 0), ("11", 1)]
+    assert [(t.task_id, t.index_in_group) for t in trajs] == [("8", 0), ("8", 1), ("11", 0),
+                                                               ("11", 1)]
     for t in trajs:
         assert t.error is None and t.done and 1 <= len(t.turns) <= 3
         assert t.turns[0].start == 0 and t.turns[0].snapshot.turn == 0
@@ -71,9 +72,9 @@ def test_trajectory_ids_reproduce_recorded_logprobs_through_tool_images(policy):
                    progress=False)
     assert t.error is None and len(t.turns) == 3
     assert t.turns[0].info["tool_calls"] == 1 and t.turns[1].info["tool_calls"] == 2
-    assert t.prompt.image_grid_thw.shape[0] == 2  # the task image and the crop
+    assert t.sequence.image_grid_thw.shape[0] == 2  # the task image and the crop
     pads = sum(1 for i in t.ids if i == policy.image_pad_id)
-    assert pads == int(t.prompt.image_grid_thw.prod(-1).sum()) // policy.patches_per_token
+    assert pads == int(t.sequence.image_grid_thw.prod(-1).sum()) // policy.patches_per_token
     new, recorded = rescored(policy, t)
     assert new == pytest.approx(recorded, abs=1e-4)
 

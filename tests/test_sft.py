@@ -16,10 +16,10 @@ from agents import tiny
 from agents.hf import HFPolicy
 from agents.loading import load_processor
 from agents.policy import SamplingParams
-from algorithms import cli
 from algorithms.config import SFTConfig
 from algorithms.outputs import latest_checkpoint
 from algorithms.sft import IGNORE, _collate, load_sft_dataset, tokenize_example, train_sft
+from axpo_cli import cli
 from axpo_env.errors import DatasetError
 
 CROP = {"type": "function", "function": {

@@ -16,6 +16,7 @@ from agents.policy import Completion
 from algorithms.config import AXPOConfig, GRPOConfig
 from algorithms.outputs import CheckpointError, latest_checkpoint
 from algorithms.trainer import Trainer
+from tests.wrong_calls import WrongCallsThenRight
 
 
 class CoinFlipAnswers(HFPolicy):
@@ -173,34 +174,16 @@ def test_unknown_algorithm_is_a_clear_error():
         Trainer("ppo")
 
 
-class WrongCallsThenRecoverable(HFPolicy):
+class WrongCallsThenRecoverable(WrongCallsThenRight):
     """Rollouts call the calculator on the wrong numbers and answer what it said, so the
     tool-using subgroup is all wrong and AXPO triggers; of each block of resamples (continuing
     the kept `<tool_call>`), the first calls it right. Ids are scored by the model."""
 
     CALL = '{"name": "calculator", "arguments": {"expression": "%s"}}</tool_call>'
+    THINK, WRONG, RIGHT = "x", "6*7", "43757584+0"
 
-    def _scored(self, prompt, text):
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        logprobs, entropies = self.score(prompt.extend(ids),
-                                         range(len(prompt), len(prompt) + len(ids)), None)
-        return Completion(text, ids, logprobs, entropies, list(prompt.ids))
-
-    def sample(self, prompts, n=1, sampling=None):
-        out = []
-        for p in prompts:
-            seen = self.tokenizer.decode(p.ids)
-            if "<tool_response>" not in seen:
-                text = "<think>x</think>\n<tool_call>" + self.CALL % "6*7"
-            else:
-                last = seen.rsplit("<tool_response>", 1)[1]
-                text = f"<answer>{'43757584' if '43757584' in last else '7'}</answer>"
-            out.append([self._scored(p, text)] * n)
-        return out
-
-    def sample_shared(self, prompt, n, sampling=None):
-        return [self._scored(prompt, self.CALL % ("43757584+0" if i == 0 else "6*7"))
-                for i in range(n)]
+    def reply_to(self, tool_response):
+        return "43757584" if "43757584" in tool_response else "7"
 
 
 def test_axpo_step_trains_the_resamples_and_the_source_prefix(tmp_path):
@@ -248,7 +231,7 @@ def hand_batch(policy):
         ids = torch.randint(10, 200, (5 + 2 * n,), generator=gen).tolist()  # unequal lengths
         mask = torch.zeros(len(ids) - 1)
         mask[-trained:] = 1
-        t = Trajectory("t", n, prompt=TokenPrompt(ids))
+        t = Trajectory("t", n, sequence=TokenPrompt(ids))
         samples.append(TrainSample(t, torch.full_like(mask, advantage), mask))
     return TrainBatch(samples, 3, sum(TRAINED))
 
@@ -274,7 +257,7 @@ def hand_gradient(loss_type):
     params = list(policy.model.parameters())
     objective = 0.0
     for s, weights in zip(hand_batch(policy).samples, WEIGHTS[loss_type]):
-        logits, ids = policy.forward_logits([s.trajectory.prompt])  # one row, no padding
+        logits, ids = policy.forward_logits([s.trajectory.sequence])  # one row, no padding
         logp = logits[0, :-1].float().log_softmax(-1).gather(-1, ids[0, 1:, None]).squeeze(-1)
         trained = logp[s.mask.bool()]
         objective = objective + (torch.tensor(weights) * -s.advantages[0] * trained).sum()
@@ -338,8 +321,8 @@ def test_multi_turn_rows_with_images_of_different_sizes_share_a_micro_batch(tmp_
         answer = policy.tokenizer("<answer>7</answer>", add_special_tokens=False)["input_ids"]
         prompt = prompt.extend(answer)
         mask = torch.ones(len(prompt) - 1)
-        rows.append(TrainSample(Trajectory("t", n, prompt=prompt), mask, mask))
-    assert rows[0].trajectory.prompt.image_grid_thw.shape[0] == 2  # two images, two sizes
+        rows.append(TrainSample(Trajectory("t", n, sequence=prompt), mask, mask))
+    assert rows[0].trajectory.sequence.image_grid_thw.shape[0] == 2  # two images, two sizes
     together = trainer._logprobs(rows, grad=False)
     for b, row in enumerate(rows):
         alone = trainer._logprobs([row], grad=False)[0]

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from agents.policy import Completion
-from algorithms.cli import main
-from algorithms.evaluate import EvalConfig, run_eval
+from axpo_cli.cli import main
 from axpo_env import render_answer, render_tool_call
 from axpo_env.tasks.mathvista import MathVista
 from axpo_view import ViewError, write_report
+from evaluation.evaluate import EvalConfig, run_eval
 
 VISTA = "AXPO-MathVista-v0"
 BOX = [0.1, 0.2, 0.6, 0.7]

@@ -10,45 +10,28 @@ import pytest
 
 from agents import tiny
 from agents.hf import HFPolicy
-from agents.policy import Completion
 from algorithms.config import AXPOConfig
 from algorithms.trainer import Trainer
 from axpo_env.tasks.mathvista import MathVista
 from axpo_view import write_report
 from tests.test_view import Parsed
+from tests.wrong_calls import WrongCallsThenRight
 
 TASK = "13"
 GOOD, BAD = [0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0]
 
 
-class CropsTheWrongRegion(HFPolicy):
+class CropsTheWrongRegion(WrongCallsThenRight):
     """Every rollout crops BAD and answers wrong, so the tool-using subgroup is all wrong and
     AXPO triggers; of each block of resamples (continuing the kept `<tool_call>`), the first
     crops GOOD and answers right. Ids are scored by the model, so confidences are real."""
 
     CALL = '{"name": "crop", "arguments": {"bbox": %s}}</tool_call>'
+    THINK, WRONG, RIGHT = "zoom in", BAD, GOOD
     answer = MathVista().items[MathVista().index_of(TASK)].answer
 
-    def _scored(self, prompt, text):
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        logprobs, entropies = self.score(prompt.extend(ids),
-                                         range(len(prompt), len(prompt) + len(ids)), None)
-        return Completion(text, ids, logprobs, entropies, list(prompt.ids))
-
-    def sample(self, prompts, n=1, sampling=None):
-        out = []
-        for p in prompts:
-            seen = self.tokenizer.decode(p.ids)
-            if "<tool_response>" not in seen:
-                text = "<think>zoom in</think>\n<tool_call>" + self.CALL % BAD
-            else:
-                right = "Cropped [0, 0," in seen.rsplit("<tool_response>", 1)[1]
-                text = f"<answer>{self.answer if right else '-7'}</answer>"
-            out.append([self._scored(p, text)] * n)
-        return out
-
-    def sample_shared(self, prompt, n, sampling=None):
-        return [self._scored(prompt, self.CALL % (GOOD if i == 0 else BAD)) for i in range(n)]
+    def reply_to(self, tool_response):
+        return self.answer if "Cropped [0, 0," in tool_response else "-7"
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ and `import axpo_env` registers `gym.make("MyTask-v0")` for it.
 from __future__ import annotations
 
 import importlib
+import warnings
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 
@@ -76,12 +77,24 @@ def load_task_class(path: str) -> type[Task]:
 
 
 def plugin_tasks() -> list[type[Task]]:
-    """Task classes other packages ship under the `axpo_env.tasks` entry-point group."""
+    """Task classes other packages ship under the `axpo_env.tasks` entry-point group.
+
+    A broken plugin (its module fails to import, or the entry point is not a Task with an
+    env_id) is skipped with a warning naming its package: one bad install must not stop
+    `import axpo_env` for everyone else."""
     found = []
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        cls = ep.load()
+        package = ep.dist.name if getattr(ep, "dist", None) else ep.value.split(":")[0]
+        try:
+            cls = ep.load()
+        except Exception as e:
+            warnings.warn(f"axpo_env: skipped the task plugin {ep.name!r} of package {package!r}: "
+                          f"loading {ep.value} failed ({type(e).__name__}: {e})", stacklevel=2)
+            continue
         if not (isinstance(cls, type) and issubclass(cls, Task) and cls.env_id):
-            raise TypeError(f"entry point {ep.name!r} ({ep.value}) is not a Task with an env_id")
+            warnings.warn(f"axpo_env: skipped the task plugin {ep.name!r} of package {package!r}: "
+                          f"{ep.value} is not a Task subclass with an env_id", stacklevel=2)
+            continue
         found.append(cls)
     return found
 

@@ -30,14 +30,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 from axpo_env.errors import DatasetError
 from axpo_env.tasks.base import FIXTURES, LazyItems, Task, TaskItem
-from axpo_env.tasks.loading import column, decode_image, load_rows
+from axpo_env.tasks.loading import column, decode_image, load_rows, unique_ids
 from axpo_env.tasks.math_choices import match_choice, parse_choices
 from axpo_env.tasks.mathvision import latex_value
 from axpo_env.tasks.scoring import clean_answer
@@ -137,10 +136,7 @@ class DynaMath(Task):
             any_of=[ANSWER_COLUMNS, IMAGE_COLUMNS], id_column="id", patterns=patterns,
             schema="DynaMath/DynaMath_Sample",
         )
-        ids = [str(i) for i in column(rows, "id")]
-        dupes = sorted(i for i, n in Counter(ids).items() if n > 1)
-        if dupes:
-            raise DatasetError(f"DynaMath data has duplicate ids: {', '.join(dupes[:5])}")
+        ids = unique_ids([str(i) for i in column(rows, "id")], "DynaMath", "ids")
         return LazyItems(rows, ids, lambda row: self._build(row, base))
 
     def _build(self, row: Mapping[str, Any], base: Path | None) -> TaskItem:

@@ -17,14 +17,13 @@ VLMEvalKit's exact matching (`vlmeval_choices.py`: its current rules with
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 from axpo_env.errors import DatasetError
 from axpo_env.tasks.base import FIXTURES, LazyItems, Task, TaskItem
-from axpo_env.tasks.loading import column, decode_image, load_rows
+from axpo_env.tasks.loading import column, decode_image, load_rows, unique_ids
 from axpo_env.tasks.vlmeval_choices import LETTERS, score_choice
 
 REQUIRED_COLUMNS = ("index", "question", "answer", "category", "A", "B", "C", "D", "image")
@@ -65,10 +64,7 @@ class HRBench(Task):
             patterns=(f"{self.file_stem}.parquet", f"{self.file_stem}.tsv"),
             schema="DreamMr/HR-Bench", hub_config=HUB_CONFIG,
         )
-        ids = [_index(i) for i in column(rows, "index")]
-        dupes = sorted(i for i, n in Counter(ids).items() if n > 1)
-        if dupes:
-            raise DatasetError(f"HR-Bench data has duplicate index values: {', '.join(dupes[:5])}")
+        ids = unique_ids([_index(i) for i in column(rows, "index")], "HR-Bench", "index values")
         position = {i: n for n, i in enumerate(ids)}
         return LazyItems(rows, ids, lambda row: self._build(row, position, base),
                          cache_size=self.cache_size)

@@ -15,6 +15,7 @@ import binascii
 import io
 import json
 import re
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,6 +49,15 @@ def column(rows: Rows, name: str) -> list[Any]:
     if isinstance(rows, list):
         return [r.get(name) for r in rows]
     return list(rows[name])
+
+
+def unique_ids(ids: list[str], name: str, what: str) -> list[str]:
+    """`ids` (a task's item ids, in order), or a `DatasetError` naming the first repeated ones:
+    an episode, a resumed eval and `Task.index_of` find an item by its id."""
+    dupes = sorted(i for i, n in Counter(ids).items() if n > 1)
+    if dupes:
+        raise DatasetError(f"{name} data has duplicate {what}: {', '.join(dupes[:5])}")
+    return ids
 
 
 def has_column(rows: Any, name: str) -> bool:

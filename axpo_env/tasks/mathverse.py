@@ -28,14 +28,13 @@ from __future__ import annotations
 
 import logging
 import re
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 from axpo_env.errors import DatasetError
 from axpo_env.tasks.base import FIXTURES, LazyItems, Task, TaskItem
-from axpo_env.tasks.loading import column, decode_image, load_rows
+from axpo_env.tasks.loading import column, decode_image, load_rows, unique_ids
 from axpo_env.tasks.math_choices import match_choice, parse_choices
 from axpo_env.tasks.mathvision import math_equal
 from axpo_env.tasks.scoring import clean_answer
@@ -121,10 +120,8 @@ class MathVerse(Task):
             "MathVerse", source, self.split, required=REQUIRED_COLUMNS,
             id_column="sample_index", schema="AI4Math/MathVerse", hub_config=self.split,
         )
-        ids = [str(i) for i in column(rows, "sample_index")]
-        dupes = sorted(i for i, n in Counter(ids).items() if n > 1)
-        if dupes:
-            raise DatasetError(f"MathVerse data has duplicate sample_index: {', '.join(dupes[:5])}")
+        ids = unique_ids([str(i) for i in column(rows, "sample_index")], "MathVerse",
+                         "sample_index")
         return LazyItems(rows, ids, lambda row: self._build(row, base))
 
     def _build(self, row: Mapping[str, Any], base: Path | None) -> TaskItem:

@@ -28,14 +28,13 @@ from __future__ import annotations
 import ast
 import math
 import re
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 from axpo_env.errors import DatasetError
 from axpo_env.tasks.base import FIXTURES, LazyItems, Task, TaskItem
-from axpo_env.tasks.loading import column, decode_image, load_rows
+from axpo_env.tasks.loading import column, decode_image, load_rows, unique_ids
 from axpo_env.tasks.math_choices import LETTERS, option_letter
 from axpo_env.tasks.scoring import clean_answer
 
@@ -239,10 +238,7 @@ class MathVision(Task):
             "MATH-Vision", source, self.split, required=REQUIRED_COLUMNS,
             any_of=[IMAGE_COLUMNS], id_column="id", schema="MathLLMs/MathVision",
         )
-        ids = [str(i) for i in column(rows, "id")]
-        dupes = sorted(i for i, n in Counter(ids).items() if n > 1)
-        if dupes:
-            raise DatasetError(f"MATH-Vision data has duplicate ids: {', '.join(dupes[:5])}")
+        ids = unique_ids([str(i) for i in column(rows, "id")], "MATH-Vision", "ids")
         return LazyItems(rows, ids, lambda row: self._build(row, base))
 
     def _build(self, row: Mapping[str, Any], base: Path | None) -> TaskItem:

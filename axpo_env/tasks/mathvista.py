@@ -27,14 +27,13 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 from axpo_env.errors import DatasetError
 from axpo_env.tasks.base import FIXTURES, LazyItems, Task, TaskItem
-from axpo_env.tasks.loading import column, decode_image, load_rows
+from axpo_env.tasks.loading import column, decode_image, load_rows, unique_ids
 from axpo_env.tasks.scoring import score_answer, score_official
 
 REQUIRED_COLUMNS = ("pid", "question", "answer", "question_type", "answer_type")
@@ -106,10 +105,7 @@ class MathVista(Task):
 
     def load_items(self) -> Sequence[TaskItem]:
         rows, base = self._load_rows()
-        ids = [str(p) for p in column(rows, "pid")]
-        dupes = sorted(i for i, n in Counter(ids).items() if n > 1)
-        if dupes:
-            raise DatasetError(f"MathVista data has duplicate pids: {', '.join(dupes[:5])}")
+        ids = unique_ids([str(p) for p in column(rows, "pid")], "MathVista", "pids")
         if ids and not any(str(a or "").strip() for a in column(rows, "answer")):
             warnings.warn(
                 f"MathVista split {self.split!r} has no answers (the public test split hides "

@@ -33,14 +33,13 @@ import json
 import logging
 import math
 import re
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 from axpo_env.errors import DatasetError
 from axpo_env.tasks.base import FIXTURES, LazyItems, Task, TaskItem
-from axpo_env.tasks.loading import column, decode_image, load_rows
+from axpo_env.tasks.loading import column, decode_image, load_rows, unique_ids
 from axpo_env.tasks.mathvision import math_equal
 
 logger = logging.getLogger(__name__)
@@ -135,10 +134,7 @@ class MathVR(Task):
         if self.category is not None:
             keep = [i for i, c in enumerate(column(rows, "category")) if c == self.category]
             rows = [rows[i] for i in keep] if isinstance(rows, list) else rows.select(keep)
-        ids = [str(i) for i in column(rows, "id")]
-        dupes = sorted(i for i, n in Counter(ids).items() if n > 1)
-        if dupes:
-            raise DatasetError(f"Math-VR data has duplicate ids: {', '.join(dupes[:5])}")
+        ids = unique_ids([str(i) for i in column(rows, "id")], "Math-VR", "ids")
         return LazyItems(rows, ids, lambda row: self._build(row, base))
 
     def _build(self, row: Mapping[str, Any], base: Path | None) -> TaskItem:

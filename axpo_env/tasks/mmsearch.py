@@ -26,7 +26,6 @@ on the bundled fixture are deterministic. The real benchmark needs web search: p
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -34,7 +33,7 @@ from typing import Any, ClassVar
 from axpo_env.errors import DatasetError
 from axpo_env.tasks.answer_match import answer_list, best_f1
 from axpo_env.tasks.base import DEFAULT_SCORING, FIXTURES, Judge, LazyItems, Task, TaskItem
-from axpo_env.tasks.loading import column, decode_image, load_rows
+from axpo_env.tasks.loading import column, decode_image, load_rows, unique_ids
 from axpo_env.tasks.scoring import clean_answer
 from axpo_env.tools.search import SearchTool
 
@@ -96,10 +95,7 @@ class MMSearch(Task):
         if self.image_only:
             keep = [i for i, v in enumerate(column(rows, "query_image")) if _has_image(v)]
             rows = [rows[i] for i in keep] if isinstance(rows, list) else rows.select(keep)
-        ids = [str(i) for i in column(rows, "sample_id")]
-        dupes = sorted(i for i, n in Counter(ids).items() if n > 1)
-        if dupes:
-            raise DatasetError(f"MMSearch data has duplicate sample_ids: {', '.join(dupes[:5])}")
+        ids = unique_ids([str(i) for i in column(rows, "sample_id")], "MMSearch", "sample_ids")
         return LazyItems(rows, ids, lambda row: self._build(row, base))
 
     def _build(self, row: Mapping[str, Any], base: Path | None) -> TaskItem:

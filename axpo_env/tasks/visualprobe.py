@@ -34,6 +34,7 @@ from axpo_env.tasks.loading import (
     has_column,
     hub_file,
     load_rows,
+    unique_ids,
 )
 from axpo_env.tasks.scoring import clean_answer
 
@@ -114,8 +115,8 @@ class VisualProbe(Task):
             schema="Mini-o3/VisualProbe_Hard",
         )
         docs = column(rows, "doc_id") if has_column(rows, "doc_id") else [None] * len(rows)
-        ids = [str(d) if d is not None else f"visual_probe_{self.split}_{i}"
-               for i, d in enumerate(docs)]
+        ids = unique_ids([str(d) if d is not None else f"visual_probe_{self.split}_{i}"
+                          for i, d in enumerate(docs)], "VisualProbe", "doc_ids")
         repo = str(source) if hub else None
         return LazyItems(range(len(ids)), ids,
                          lambda i: self._build(ids[i], rows[i], base, repo), cache_size=16)

@@ -33,6 +33,7 @@ from axpo_env.tasks.loading import (
     has_column,
     hub_file,
     load_rows,
+    unique_ids,
 )
 from axpo_env.tasks.vlmeval_choices import LETTERS, lettered, score_choice, shuffled_order
 
@@ -96,7 +97,7 @@ class VStar(Task):
             patterns=("test_questions.jsonl",), schema="craigwu/vstar_bench",
         )
         key = "question_id" if has_column(rows, "question_id") else "image"
-        ids = [str(q) for q in column(rows, key)]
+        ids = unique_ids([str(q) for q in column(rows, key)], "V*", key)
         hub = str(source) if base is None and HUB_NAME.match(str(source)) else None
         return LazyItems(rows, ids, lambda row: self._from_row(row, base, hub), cache_size=16)
 

@@ -23,14 +23,13 @@ problem; `metadata` keeps `ID` and `key` for that.
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 from axpo_env.errors import DatasetError
 from axpo_env.tasks.base import FIXTURES, LazyItems, Task, TaskItem
-from axpo_env.tasks.loading import column, decode_image, load_rows
+from axpo_env.tasks.loading import column, decode_image, load_rows, unique_ids
 from axpo_env.tasks.math_choices import LETTERS, option_letter, parse_choices
 
 REQUIRED_COLUMNS = ("ID", "question", "option", "answer", "key", "image_path")
@@ -82,10 +81,8 @@ class WeMath(Task):
             "We-Math", source, self.split, required=REQUIRED_COLUMNS, id_column="ID",
             schema="We-Math/We-Math",
         )
-        ids = [f"{i}/{k}" for i, k in zip(column(rows, "ID"), column(rows, "key"), strict=True)]
-        dupes = sorted(i for i, n in Counter(ids).items() if n > 1)
-        if dupes:
-            raise DatasetError(f"We-Math data has duplicate (ID, key): {', '.join(dupes[:5])}")
+        ids = unique_ids([f"{i}/{k}" for i, k in zip(column(rows, "ID"), column(rows, "key"),
+                                                       strict=True)], "We-Math", "(ID, key)")
         return LazyItems(rows, ids, lambda row: self._build(row, base))
 
     def _build(self, row: Mapping[str, Any], base: Path | None) -> TaskItem:

@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image
 
 from axpo_env.errors import DatasetError, ToolCallError
+from axpo_env.tools._backend import need_url, set_backend
 from axpo_env.tools._http import JSONClient
 from axpo_env.tools.base import Tool, ToolContext, ToolResult
 
@@ -187,21 +188,11 @@ class ImageSearchTool(Tool):
     def __init__(self, backend: str | ImageSearchBackend = "embedded", *,
                  url: str | None = None, corpus: str | Path | None = None, top_k: int = 3,
                  timeout_s: float = 10.0, retries: int = 2):
-        if isinstance(backend, ImageSearchBackend):
-            self.backend = backend
-        elif backend == "embedded":
-            self.backend = EmbeddedBackend.from_path(corpus)
-        elif backend == "http":
-            if url is None:
-                raise ValueError("backend='http' needs url=, e.g. 'http://127.0.0.1:8001/search'")
-            self.backend = HTTPImageBackend(url, timeout_s=timeout_s, retries=retries)
-        else:
-            raise ValueError(f"unknown image search backend {backend!r}; use 'embedded', "
-                             "'http' or an ImageSearchBackend")
-        if not 1 <= top_k <= MAX_TOP_K:
-            raise ValueError(f"top_k must be from 1 to {MAX_TOP_K}, got {top_k}")
-        self.top_k = top_k
-        self.nondeterministic = self.backend.nondeterministic
+        set_backend(self, backend, ImageSearchBackend, {
+            "embedded": lambda: EmbeddedBackend.from_path(corpus),
+            "http": lambda: HTTPImageBackend(need_url(url, "http://127.0.0.1:8001/search"),
+                                             timeout_s=timeout_s, retries=retries),
+        }, "image search", top_k, MAX_TOP_K)
 
     @property
     def schema(self) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from axpo_env.errors import DatasetError, ToolCallError
+from axpo_env.tools._backend import need_url, set_backend
 from axpo_env.tools._http import MAX_RESPONSE_BYTES, JSONClient
 from axpo_env.tools.base import Tool, ToolContext, ToolResult
 
@@ -276,29 +277,20 @@ class SearchTool(Tool):
                  corpus: str | Path | Sequence[Mapping[str, Any]] | None = None, top_k: int = 3,
                  timeout_s: float = 5.0, retries: int = 2,
                  api_key_env: str = "SERPER_API_KEY"):
-        if isinstance(backend, SearchBackend):
-            self.backend = backend
-        elif backend == "bm25":
+        def bm25() -> SearchBackend:
             if url is not None:
                 raise ValueError("url= is for backend='http'; the bm25 backend reads corpus=")
             if corpus is None or isinstance(corpus, (str, Path)):
-                self.backend = BM25Backend.from_path(corpus or DEFAULT_CORPUS)
-            else:
-                self.backend = BM25Backend(load_corpus(corpus))
-        elif backend == "http":
-            if url is None:
-                raise ValueError("backend='http' needs url=, e.g. 'http://127.0.0.1:8000/retrieve'")
-            self.backend = HTTPBackend(url, timeout_s=timeout_s, retries=retries)
-        elif backend == "serper":
-            self.backend = SerperBackend(url or SERPER_URL, api_key_env=api_key_env,
-                                         timeout_s=timeout_s, retries=retries)
-        else:
-            raise ValueError(f"unknown search backend {backend!r}; use 'bm25', 'http', "
-                             "'serper' or a SearchBackend")
-        if not 1 <= top_k <= MAX_TOP_K:
-            raise ValueError(f"top_k must be from 1 to {MAX_TOP_K}, got {top_k}")
-        self.top_k = top_k
-        self.nondeterministic = self.backend.nondeterministic
+                return BM25Backend.from_path(corpus or DEFAULT_CORPUS)
+            return BM25Backend(load_corpus(corpus))
+
+        set_backend(self, backend, SearchBackend, {
+            "bm25": bm25,
+            "http": lambda: HTTPBackend(need_url(url, "http://127.0.0.1:8000/retrieve"),
+                                        timeout_s=timeout_s, retries=retries),
+            "serper": lambda: SerperBackend(url or SERPER_URL, api_key_env=api_key_env,
+                                            timeout_s=timeout_s, retries=retries),
+        }, "search", top_k, MAX_TOP_K)
 
     @property
     def schema(self) -> dict[str, Any]:

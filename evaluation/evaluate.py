@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import os
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -28,110 +27,112 @@ from typing import Any, Literal
 
 import gymnasium as gym
 
-from algorithms.config import _check, _document, _field
-from algorithms.eval_report import Report, summarize, write_report
-from algorithms.eval_results import EvalError, ResultsFile, check_settings
+from agents.loading import is_server, is_tiny, load_policy
+from axpo_cli.fields import check, config_field, documented
+from axpo_env.errors import ModelLoadError
 from axpo_env.tasks import SCORING_MODES, load_task_class
+from evaluation.report import Report, summarize, write_report
+from evaluation.results import EvalError, ResultsFile, check_settings
 
 __all__ = ["EvalConfig", "EvalError", "make_policy", "resolve_envs", "run_eval"]
 RESULTS = "results.jsonl"
 OWN_RULE = "own rule"  # the scoring of a task that has no official/lenient modes
 
 
-@_document
+@documented
 @dataclass
 class EvalConfig:
     """Configuration of `axpo eval`: which model, which benchmark envs, how many samples."""
 
-    model: str = _field(
+    model: str = config_field(
         "", "Checkpoint directory or hub name (loaded with HFPolicy.from_pretrained), an "
         "OpenAI-compatible server URL such as http://localhost:8000/v1 (OpenAIPolicy), or 'tiny' "
         "for the embedded tiny model (smoke tests only). Required.", "model")
-    envs: list[str] = _field(
+    envs: list[str] = config_field(
         ["paper"], "Benchmark env ids, comma-separated; 'paper' means the AXPO paper's nine "
         "benchmarks in its order (MathVision, DynaMath, Math-VR; V*, VisualProbe, HR-Bench 4K/8K; "
         "HR-MMSearch, MMSearch); 'reasoning', 'perception', 'search' one of its groups; 'all' "
         "every registered axpo env (MathVista, MathVerse, We-Math, plugins and ToolArith too).",
         "model")
-    split: list[str] | None = _field(
+    split: list[str] | None = config_field(
         None, "Split to evaluate: one name for every env, or ENV=SPLIT pairs. None: each task's "
         "default split (MathVista: testmini).", "model")
-    data_dir: list[str] | None = _field(
+    data_dir: list[str] | None = config_field(
         None, "ENV=PATH pairs (a folder/file in the benchmark's published layout, or a hub name); "
         "a bare PATH when one env is evaluated. None: each task's bundled fixture.", "model")
-    tools: list[str] | None = _field(
+    tools: list[str] | None = config_field(
         None, "Tool names the agent may call. None: each task's default tools.", "model")
-    scoring: Literal["official", "lenient"] = _field(
+    scoring: Literal["official", "lenient"] = config_field(
         "official", "How answers are scored. official: the verdict each benchmark's published "
         "scoring code gives on the extracted answer, quirks included, so numbers compare with "
         "published ones; lenient: axpo's tolerant rules (the RL training reward). Each task "
         "module's docstring names the upstream file and commit and every lenient deviation.",
         "model")
-    max_turns: int = _field(
+    max_turns: int = config_field(
         8, "Agent turns per episode (as ToolUseEnv's default). An episode that has not answered "
         "by then is truncated and scored wrong.", "model")
-    served_model_name: str | None = _field(
+    served_model_name: str | None = config_field(
         None, "Model name to request from a server URL. None: the first model the server's "
         "/models lists.", "model")
-    api_key: str | None = _field(
+    api_key: str | None = config_field(
         None, "Bearer token for a server URL. None: $OPENAI_API_KEY if set.", "model")
-    device: str | None = _field(
+    device: str | None = config_field(
         None, "Device of a local model, e.g. cuda or cuda:1. None: cuda when available, else cpu.",
         "model")
-    dtype: Literal["auto", "bfloat16", "float16", "float32"] = _field(
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = config_field(
         "auto", "Weights' dtype for a local model. auto: bfloat16 on a GPU, float32 on a CPU.",
         "model")
-    samples: int = _field(
+    samples: int = config_field(
         4, "Episodes per item (k): Pass@1 and Pass@k use the unbiased estimator over them "
         "(Chen et al., 2021).", "generation")
-    max_completion_length: int = _field(
+    max_completion_length: int = config_field(
         512, "New tokens per turn (thinking plus one tool call or answer); also --max-new-tokens. "
         "Thinking models need several thousand.", "generation")
-    temperature: float = _field(
+    temperature: float = config_field(
         1.0, "Sampling temperature. 1.0 samples from the model's own distribution, which Pass@k "
         "over several samples needs; use the model card's values for published numbers.",
         "generation")
-    top_p: float = _field(1.0, "Nucleus sampling mass in (0, 1]; 1.0 is off.", "generation")
-    top_k: int = _field(0, "Sample from the k most likely tokens; 0 is off.", "generation")
-    batch_size: int = _field(
+    top_p: float = config_field(1.0, "Nucleus sampling mass in (0, 1]; 1.0 is off.", "generation")
+    top_k: int = config_field(0, "Sample from the k most likely tokens; 0 is off.", "generation")
+    batch_size: int = config_field(
         16, "Episodes advanced together (one batched generate per turn); also how many episodes "
         "each write to results.jsonl holds.", "generation")
-    request_timeout: float = _field(
+    request_timeout: float = config_field(
         600.0, "Seconds to wait for one server response (long thinking turns are slow).",
         "generation")
-    limit: int | None = _field(
+    limit: int | None = config_field(
         None, "Evaluate only the first N items of each env. None: every item of the split.",
         "data")
-    seed: int = _field(0, "Seed of the episodes and of local sampling.", "data")
-    output_dir: str = _field(
+    seed: int = config_field(0, "Seed of the episodes and of local sampling.", "data")
+    output_dir: str = config_field(
         "runs/eval", "Where results.jsonl, summary.md/.csv/.json and plots/ go.", "logging")
-    resume: bool = _field(
+    resume: bool = config_field(
         True, "Reuse the finished episodes in output_dir/results.jsonl (refused if they were run "
         "with other settings); --no-resume starts over and discards them.", "logging")
-    retry_errors: bool = _field(
+    retry_errors: bool = config_field(
         False, "On resume, run again the episodes that ended in an error (a server outage, a "
         "corrupt image) instead of keeping them as wrong answers.", "logging")
-    save_trajectories: bool = _field(
+    save_trajectories: bool = config_field(
         False, "Also save every episode's turns and tool images to output_dir/trajectories/ "
         "for `axpo view` (images once each, by content hash; README gives the cost).", "logging")
 
     def __post_init__(self) -> None:
-        _check(bool(self.model), "model is required: a checkpoint path, a hub name, an "
+        check(bool(self.model), "model is required: a checkpoint path, a hub name, an "
                "OpenAI-compatible URL (http://host:port/v1) or 'tiny'")
-        _check(bool(self.envs), "envs must name at least one env (or 'paper', 'all')")
+        check(bool(self.envs), "envs must name at least one env (or 'paper', 'all')")
         for name, low in (("samples", 1), ("max_turns", 1), ("max_completion_length", 1),
                           ("batch_size", 1)):
-            _check(getattr(self, name) >= low, f"{name} must be >= {low}, got "
+            check(getattr(self, name) >= low, f"{name} must be >= {low}, got "
                    f"{getattr(self, name)}")
-        _check(self.limit is None or self.limit >= 1, f"limit must be >= 1, got {self.limit}")
-        _check(self.temperature >= 0, f"temperature must be >= 0, got {self.temperature}")
-        _check(0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}")
-        _check(self.top_k >= 0, f"top_k must be >= 0 (0 turns it off), got {self.top_k}")
-        _check(self.request_timeout > 0, "request_timeout must be > 0")
-        _check(self.scoring in SCORING_MODES,
+        check(self.limit is None or self.limit >= 1, f"limit must be >= 1, got {self.limit}")
+        check(self.temperature >= 0, f"temperature must be >= 0, got {self.temperature}")
+        check(0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}")
+        check(self.top_k >= 0, f"top_k must be >= 0 (0 turns it off), got {self.top_k}")
+        check(self.request_timeout > 0, "request_timeout must be > 0")
+        check(self.scoring in SCORING_MODES,
                f"scoring must be one of {list(SCORING_MODES)}, got {self.scoring!r}")
         choices = ("auto", "bfloat16", "float16", "float32")
-        _check(self.dtype in choices, f"dtype must be one of {list(choices)}, got {self.dtype!r}")
+        check(self.dtype in choices, f"dtype must be one of {list(choices)}, got {self.dtype!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -183,60 +184,21 @@ def _pairs(values: Sequence[str] | None, envs: Sequence[str], flag: str,
 
 def model_id(config: EvalConfig) -> str:
     """What identifies the model in the results: an absolute path, a hub name, or URL#name."""
-    if _is_url(config.model):
+    if is_server(config.model):
         return f"{config.model.rstrip('/')}#{config.served_model_name or ''}"
     path = Path(config.model).expanduser()
-    return str(path.resolve()) if path.exists() and not _is_tiny(config.model) else config.model
+    return str(path.resolve()) if path.exists() and not is_tiny(config.model) else config.model
 
 
 def make_policy(config: EvalConfig) -> Any:
-    """HFPolicy for a path, hub name or 'tiny'; OpenAIPolicy for an http(s) URL."""
-    if _is_url(config.model):
-        from agents.openai import OpenAIPolicy
-
-        key = config.api_key or os.environ.get("OPENAI_API_KEY")
-        name = config.served_model_name or served_model(config.model, key, config.request_timeout)
-        return OpenAIPolicy(config.model, model=name, api_key=key,
-                            timeout_s=config.request_timeout, max_workers=config.batch_size)
-    import torch
-
-    from agents import tiny
-    from agents.hf import HFPolicy
-
-    device = config.device or ("cuda" if torch.cuda.is_available() else None)
-    dtype = config.dtype
-    if dtype == "auto":
-        dtype = "bfloat16" if device and device.startswith("cuda") else "float32"
-    path = tiny.cached("vl") if _is_tiny(config.model) else config.model
+    """The policy `config.model` names (`agents.load_policy`: HFPolicy for a path, hub name or
+    'tiny'; OpenAIPolicy for an http(s) URL); one that loads nothing is an `EvalError`."""
     try:
-        return HFPolicy.from_pretrained(path, dtype=getattr(torch, dtype), device=device)
-    except (OSError, ValueError) as e:  # not a checkpoint folder, nor a valid hub id
-        raise EvalError(f"cannot load model {config.model!r}: neither a checkpoint folder nor a "
-                        f"model id the Hub (or its cache) has ({type(e).__name__}: {e})") from None
-
-
-def served_model(base_url: str, api_key: str | None, timeout: float) -> str:
-    """The first model id a server's GET /models lists."""
-    import requests
-
-    url = f"{base_url.rstrip('/')}/models"
-    try:
-        r = requests.get(url, headers={"Authorization": f"Bearer {api_key}"} if api_key else {},
-                         timeout=min(timeout, 30))
-        r.raise_for_status()
-        return str(r.json()["data"][0]["id"])
-    except Exception as e:
-        raise EvalError(f"cannot list the models served at {url} ({type(e).__name__}: {e}); "
-                        "check the URL (it usually ends in /v1) or pass --served-model-name"
-                        ) from None
-
-
-def _is_url(model: str) -> bool:
-    return model.startswith(("http://", "https://"))
-
-
-def _is_tiny(model: str) -> bool:
-    return model == "tiny" and not Path(model).exists()  # a local folder named tiny wins
+        return load_policy(config.model, device=config.device or "auto", dtype=config.dtype,
+                           api_key=config.api_key, served_model_name=config.served_model_name,
+                           timeout_s=config.request_timeout, max_workers=config.batch_size)
+    except ModelLoadError as e:
+        raise EvalError(str(e)) from None
 
 
 # ------------------------------------------------------------------------------- the run
@@ -370,25 +332,22 @@ def _run_bench(b: _Bench, config: EvalConfig, policy: Any, file: ResultsFile,
                pending: set[int], progress: bool) -> None:
     from tqdm.auto import tqdm
 
-    from agents.hf import HFPolicy
-    from agents.policy import SamplingParams
+    from agents.policy import SamplingParams, TokenPolicy
     from agents.rollout import rollout
     from axpo_view.record import record_eval
 
     k, total = config.samples, len(b.task_ids) * config.samples
     if file.settings(b.env_id) is None:
         file.append([{"type": "config", "env": b.env_id, "config": b.settings}])
-    seeded = isinstance(policy, HFPolicy)
+    seeded = isinstance(policy, TokenPolicy)
     salt = zlib.crc32(b.env_id.encode()) % 1_000_003
     pool = _EnvPool(b.make)
     bar = tqdm(total=total, initial=total - len(pending), desc=b.env_id, unit="ep",
                disable=not progress)
     try:
         for block in _blocks(pending, total, config.batch_size):
-            sampling = SamplingParams(
-                max_new_tokens=config.max_completion_length, temperature=config.temperature,
-                top_p=config.top_p, top_k=config.top_k,
-                seed=config.seed + salt + block[0] - block[0] % config.batch_size
+            sampling = SamplingParams.of(
+                config, seed=config.seed + salt + block[0] - block[0] % config.batch_size
                 if seeded else None)
             trajs = rollout(pool.factory(), policy, [j // k for j in block], group_size=1,
                             sampling=sampling, seed=config.seed + block[0],

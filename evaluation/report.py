@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from algorithms.metrics import pass_at_k, thinking_acting_gap
+from evaluation.metrics import pass_at_k, thinking_acting_gap
 
 AVERAGE = "average"
 COUNTS = ("tasks", "episodes", "truncated", "errors")

@@ -1,0 +1,65 @@
+"""How a config dataclass declares a field so that its docstring and the `axpo` command agree.
+
+Each field's `metadata["help"]` is its only documentation and `metadata["group"]` its section:
+`documented` writes the grouped list into the class docstring, and `axpo_cli.cli` turns every
+field into a flag with that help. The configs (`algorithms.config`, `evaluation.evaluate`)
+import this module; it imports nothing of the project, so it costs no torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import textwrap
+import typing
+from dataclasses import field
+from typing import Any, Literal
+
+GROUPS = {  # docstring and --help sections, in display order
+    "model": "Parameters that control the model and the environment",
+    "generation": "Parameters that control generation",
+    "training": "Parameters that control the training",
+    "axpo": "Parameters that control AXPO's exploration (only with --algo axpo)",
+    "data": "Parameters that control the data",
+    "logging": "Parameters that control logging and checkpoints",
+}
+
+
+def config_field(default: Any, help: str, group: str, **metadata: Any) -> Any:
+    """A dataclass field whose help text and docstring section travel in its metadata."""
+    meta = {"help": help, "group": group, **metadata}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def documented(cls: type) -> type:
+    """Append the grouped parameter list, built from the fields' help, to the class docstring."""
+    lines = ["", "    Parameters:"]
+    fields = dataclasses.fields(cls)
+    for group, title in GROUPS.items():
+        members = [f for f in fields if f.metadata.get("group") == group]
+        if not members:
+            continue
+        lines += ["", f"        > {title}", ""]
+        for f in members:
+            default = f.default_factory() if callable(f.default_factory) else f.default
+            lines.append(f"        {f.name} (`{f.type}`, defaults to `{default!r}`):")
+            lines += textwrap.wrap(f.metadata["help"], 92, initial_indent=" " * 12,
+                                   subsequent_indent=" " * 12)
+    cls.__doc__ = (cls.__doc__ or "").rstrip() + "\n" + "\n".join(lines) + "\n"
+    return cls
+
+
+def check(ok: bool, message: str) -> None:
+    """A config's validation: `ValueError(message)` unless `ok` (the CLI prints the message)."""
+    if not ok:
+        raise ValueError(message)
+
+
+@functools.cache
+def literal_choices(cls: type) -> dict[str, tuple[str, ...]]:
+    """The allowed values of each `Literal[...]` field of a config class, by field name."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: typing.get_args(hints[f.name]) for f in dataclasses.fields(cls)
+            if typing.get_origin(hints[f.name]) is Literal}
