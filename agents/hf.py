@@ -281,8 +281,11 @@ class HFPolicy:
             torch.manual_seed(sampling.seed)
         from transformers import GenerationConfig, LogitsProcessorList
 
+        # Our `_Recorder` warps; transformers' own warpers must stay off. top_k=None would not
+        # do that: generate fills an unset top_k with its default of 50, which then cut the
+        # distribution after the recorder had recorded it (sampled != recorded). 0 disables.
         config = GenerationConfig(
-            do_sample=sampling.temperature > 0, temperature=1.0, top_k=None, top_p=None,
+            do_sample=sampling.temperature > 0, temperature=1.0, top_k=0, top_p=1.0,
             max_new_tokens=sampling.max_new_tokens, pad_token_id=self.pad_id,
             eos_token_id=self.eos_ids, stop_strings=list(sampling.stop) or None,
             return_dict_in_generate=True)
