@@ -253,18 +253,22 @@ def hand_batch(policy):
     return TrainBatch(samples, 3, sum(TRAINED))
 
 
-def update_gradient(tmp_path, loss_type, batch_size, accumulation, **kw):
-    """The gradient the trainer's optimizer update sees (clipping off), flattened."""
+def update_gradient(tmp_path, loss_type, batch_size, accumulation, rows=None, **kw):
+    """The gradient the trainer's optimizer update sees (clipping off), flattened. `rows`:
+    None for `hand_batch` on the tiny VL model, "shared" for `shared_prompt_rows` on the
+    text model (the update's shared-prefix path)."""
+    policy = make_policy() if rows is None else HFPolicy.from_pretrained(tiny.cached("text"))
     trainer = Trainer("grpo", config(GRPOConfig, tmp_path, loss_type=loss_type,
                                      max_completion_length=4, max_grad_norm=0.0,
                                      per_device_train_batch_size=batch_size,
                                      gradient_accumulation_steps=accumulation, **kw),
-                      make_policy())
+                      policy)
     seen = []
     trainer.optimizer.step = lambda *a, **k: seen.append(torch.cat(
         [(torch.zeros_like(p) if p.grad is None else p.grad).flatten().clone()
          for p in trainer.policy.model.parameters()]))
-    out = trainer.update(hand_batch(trainer.policy))
+    out = trainer.update(hand_batch(trainer.policy) if rows is None else as_batch(
+        shared_prompt_rows(trainer.policy)))
     assert out["optimizer_updates"] == 1 == len(seen)
     return seen[0]
 
@@ -415,6 +419,12 @@ def test_rows_sharing_a_prompt_run_it_once_with_the_same_logprobs_and_gradient(t
     torch.testing.assert_close(shared * masks, whole * masks, rtol=1e-4, atol=1e-5)
     close(torch.cat([g.flatten() for g in shared_grad]),
           torch.cat([g.flatten() for g in whole_grad]))
+
+
+def as_batch(rows):
+    from algorithms.grpo import TrainBatch
+
+    return TrainBatch(rows, len(rows), int(sum(r.mask.sum() for r in rows)))
 
 
 def pad_rows(rows, width):
