@@ -76,9 +76,12 @@ class Phases:
 
 def force_length(policy: HFPolicy, trainer: Trainer, tokens: int) -> None:
     """Every turn exactly `tokens` long, as TRL's generation_kwargs={"min_new_tokens": n}.
-    `SamplingParams` has no min_new_tokens, so the model's generate gets it as a keyword."""
+    `SamplingParams` has no min_new_tokens, so the model's generate gets it as a keyword. The
+    image/video slot ids are suppressed too (in TRL's run as well): sampled, they end our turn
+    early (`HFPolicy._completion`), and the two runs would train on different token counts."""
     trainer.sampling = replace(trainer.sampling, stop=())
-    policy.model.generate = functools.partial(policy.model.generate, min_new_tokens=tokens)
+    policy.model.generate = functools.partial(policy.model.generate, min_new_tokens=tokens,
+                                              suppress_tokens=sorted(policy.vision_slot_ids))
 
 
 def our_step(trainer: Trainer, phases: Phases, log: list[dict]) -> None:
@@ -156,7 +159,9 @@ def single_turn(args: argparse.Namespace, root: Path) -> tuple[list[dict], list[
 
     trl_cfg = TRLConfig(
         output_dir=str(root / "trl"), max_steps=args.warmup + args.steps,
-        generation_kwargs={"min_new_tokens": args.tokens}, lr_scheduler_type="constant",
+        generation_kwargs={"min_new_tokens": args.tokens,
+                           "suppress_tokens": sorted(policy.vision_slot_ids)},
+        lr_scheduler_type="constant",
         gradient_checkpointing=False,  # TRL defaults to True; ours does not checkpoint
         bf16=False, use_cpu=True, report_to="none", save_strategy="no",
         logging_steps=10**6, disable_tqdm=True, **common)
