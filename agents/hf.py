@@ -240,8 +240,11 @@ class HFPolicy:
             torch.manual_seed(sampling.seed)
         from transformers import GenerationConfig, LogitsProcessorList
 
+        # Our `_Recorder` warps; transformers' own warpers must stay off. top_k=None would not
+        # do that: generate fills an unset top_k with its default of 50, which then cut the
+        # distribution after the recorder had recorded it (sampled != recorded). 0 disables.
         config = GenerationConfig(
-            do_sample=sampling.temperature > 0, temperature=1.0, top_k=None, top_p=None,
+            do_sample=sampling.temperature > 0, temperature=1.0, top_k=0, top_p=1.0,
             max_new_tokens=sampling.max_new_tokens, pad_token_id=self.pad_id,
             eos_token_id=self.eos_ids, stop_strings=list(sampling.stop) or None,
             return_dict_in_generate=True)
@@ -305,6 +308,45 @@ class HFPolicy:
         extra = {"logits_to_keep": logits_to_keep} if logits_to_keep else {}
         logits = (model or self.model)(**inputs, use_cache=False, **extra).logits
         return logits, inputs["input_ids"]
+
+    def forward_shared(self, prompts: Sequence[TokenPrompt], starts: Sequence[int],
+                       model: Any = None, prefix_model: Any = None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forced logits of text-only rows from position `starts[b]` on, where rows
+        that agree on `ids[:starts[b]]` (a group's shared prompt) run that prefix once: its
+        key/value states are computed in one pass per distinct prefix and indexed out to the
+        rows, so gradients reach the prefix through every row that attends to it. Equal to
+        `forward_logits` on the same positions (RoPE sees the same relative positions).
+
+        Returns (logits, targets): `logits[b, j]` predicts `targets[b, j] = ids[starts[b] + j
+        + 1]`; past a row's end the target is -1. `prefix_model` runs the prefix (default:
+        `model`), e.g. the plain module under a DDP-wrapped `model`, whose gradient hooks fire
+        once for both uses. Needs a cache-capable causal LM without gradient checkpointing."""
+        from transformers import DynamicCache
+
+        model = model or self.model
+        prefix_model = prefix_model or model
+        index: dict[tuple[int, ...], int] = {}
+        group = [index.setdefault(tuple(p.ids[:s]), len(index)) for p, s in zip(prompts, starts)]
+        heads = [TokenPrompt(list(key)) for key in index]
+        head = self._collate(heads)
+        cache = DynamicCache(config=prefix_model.config)
+        prefix_model(**head, cache=cache, use_cache=True, logits_to_keep=1)
+        rows = torch.tensor(group, device=self.device)
+        cache.batch_select_indices(rows)  # indexing: differentiable, one prefix -> many rows
+        tails = [p.ids[s:] for p, s in zip(prompts, starts)]
+        width = max(len(t) for t in tails)
+        ids = torch.full((len(tails), width), self.pad_id, dtype=torch.long)
+        targets = torch.full((len(tails), width), -1, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for b, tail in enumerate(tails):  # right-padded: positions follow each prefix's end
+            ids[b, :len(tail)] = torch.tensor(tail)
+            targets[b, :len(tail) - 1] = ids[b, 1:len(tail)]
+            mask[b, :len(tail)] = 1
+        attention = torch.cat([head["attention_mask"][rows], mask.to(self.device)], dim=1)
+        logits = model(input_ids=ids.to(self.device), attention_mask=attention, cache=cache,
+                       use_cache=True).logits
+        return logits, targets.to(logits.device)
 
     @torch.no_grad()
     def score(self, prompt: TokenPrompt, positions: Sequence[int],

@@ -36,6 +36,14 @@ from algorithms.config import AXPOConfig, GRPOConfig
 from algorithms.trainer import Trainer
 
 #: Qwen3-VL-2B-Instruct's towers (its config.json); ids and tokens come from the tiny model.
+#: Checked 2026-11-26 against torchtitan's `qwen3_vl_configs["2B"]` (github.com/pytorch/
+#: torchtitan, torchtitan/experiments/qwen3_vl/__init__.py: "Qwen3 1.7B LLM + ViT": dim 2048,
+#: 28 layers, FFN 6144, 16 heads, 8 KV heads, head_dim 128, rope theta 5e6, tied embeddings,
+#: mrope [24, 20, 20]; ViT dim 1024, FFN 4096, 24 layers, 16 heads, patch 16, out 2048, 2304
+#: position embeddings, deepstack [5, 11, 17]); the Qwen3VLVisionConfig defaults of
+#: sgl_jax (sgl_jax.srt.multimodal.configs) give the same vision tower. Patch 16, temporal
+#: patch 2, merge 2 and rms_norm_eps 1e-6 come from the tiny config, which has the same. The
+#: hub's config.json itself was not readable from here (no download).
 SHAPES: dict[str, dict[str, Any]] = {
     "2b": {
         "text_config": {

@@ -76,9 +76,12 @@ class Phases:
 
 def force_length(policy: HFPolicy, trainer: Trainer, tokens: int) -> None:
     """Every turn exactly `tokens` long, as TRL's generation_kwargs={"min_new_tokens": n}.
-    `SamplingParams` has no min_new_tokens, so the model's generate gets it as a keyword."""
+    `SamplingParams` has no min_new_tokens, so the model's generate gets it as a keyword. The
+    image/video slot ids are suppressed too (in TRL's run as well): sampled, they end our turn
+    early (`HFPolicy._completion`), and the two runs would train on different token counts."""
     trainer.sampling = replace(trainer.sampling, stop=())
-    policy.model.generate = functools.partial(policy.model.generate, min_new_tokens=tokens)
+    policy.model.generate = functools.partial(policy.model.generate, min_new_tokens=tokens,
+                                              suppress_tokens=sorted(policy.vision_slot_ids))
 
 
 def our_step(trainer: Trainer, phases: Phases, log: list[dict]) -> None:
@@ -156,7 +159,9 @@ def single_turn(args: argparse.Namespace, root: Path) -> tuple[list[dict], list[
 
     trl_cfg = TRLConfig(
         output_dir=str(root / "trl"), max_steps=args.warmup + args.steps,
-        generation_kwargs={"min_new_tokens": args.tokens}, lr_scheduler_type="constant",
+        generation_kwargs={"min_new_tokens": args.tokens,
+                           "suppress_tokens": sorted(policy.vision_slot_ids)},
+        lr_scheduler_type="constant",
         gradient_checkpointing=False,  # TRL defaults to True; ours does not checkpoint
         bf16=False, use_cpu=True, report_to="none", save_strategy="no",
         logging_steps=10**6, disable_tqdm=True, **common)
@@ -194,7 +199,9 @@ def multi_turn(args: argparse.Namespace, root: Path) -> tuple[list[dict], list[d
     start = sft_start(root, args.sft_steps)
     common = dict(model=str(start), env_id=ENV, task_ids=[f"train-{i}" for i in range(256, 512)],
                   tasks_per_step=8, num_generations=8, max_completion_length=48, max_turns=3,
-                  per_device_train_batch_size=8, gradient_accumulation_steps=8,  # one update
+                  # micro-batches of 8, one update a step (the default None): with a fixed 8,
+                  # AXPO's 16 extra rows would spill into a second update and pay old logprobs
+                  per_device_train_batch_size=8, gradient_accumulation_steps=None,
                   temperature=1.0, beta=0.0, learning_rate=0.0, seed=0, max_steps=10**6,
                   save_steps=10**6, report_to="none")
     phases = Phases()
@@ -253,6 +260,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="1 step each, short SFT")
     parser.add_argument("--single-turn-only", action="store_true",
                         help="only part 1 (TRL against ours)")
+    parser.add_argument("--multi-turn-only", action="store_true",
+                        help="only part 2 (AXPO against GRPO)")
     args = parser.parse_args()
     try:
         import trl
@@ -270,12 +279,14 @@ def main() -> int:
     transformers.utils.logging.disable_progress_bar()
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="axpo-trainer-bench-") as tmp:
-        trl_log, ours_log = single_turn(args, Path(tmp))
+        trl_log, ours_log = ([], []) if args.multi_turn_only else single_turn(args, Path(tmp))
         grpo_log, axpo_log = ([], []) if args.single_turn_only else multi_turn(args, Path(tmp))
 
     per_step = f"{args.prompts} prompts x G={args.group} x {args.tokens} tokens"
     if args.single_turn_only:
         grpo_log = axpo_log = ours_log  # part 2's rows are dropped below
+    if args.multi_turn_only:
+        trl_log = ours_log = grpo_log  # part 1's rows are dropped below
     turns = (f"{mean(grpo_log, 'turns'):.2f} turns/episode, "
              f"tool use {mean(grpo_log, 'tool_use'):.2f}")
     same = all(g["first_tokens"] == a["first_tokens"] and g["reward"] == a["reward"]
@@ -309,6 +320,8 @@ def main() -> int:
     ]
     if args.single_turn_only:
         rows = rows[:3]
+    if args.multi_turn_only:
+        rows = rows[3:]
     print(f"\n{args.steps} measured steps after {args.warmup} warm-up per trainer; "
           f"{time.perf_counter() - t0:.0f} s in all\n")
     print("| run | ms/step | tokens/step | ms/token | rollout ms | update ms | detail |\n"

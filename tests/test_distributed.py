@@ -51,23 +51,30 @@ def test_two_processes_train_in_sync(tmp_path):
 UPDATE_SCRIPT = textwrap.dedent('''
     import sys, torch
     sys.path[:0] = [sys.argv[2], sys.argv[2] + '/..']  # these tests, this checkout's code
-    from test_trainer import config, hand_batch, make_policy
+    from test_trainer import config, hand_batch, make_policy, shared_prompt_rows
+    from agents import tiny
+    from agents.hf import HFPolicy
+
+    tiny.cached('text')  # before the process group exists: then save_pretrained skips rank 1
     from algorithms.config import GRPOConfig
     from algorithms.grpo import TrainBatch
     from algorithms.trainer import Trainer
 
-    def gradient(loss_type, share):
-        """The all-reduced gradient of one update where this rank trains `share` of the rows."""
+    def gradient(loss_type, share, size=2, accumulation=2, shared=False):
+        """The all-reduced gradient of one update where this rank trains `share` of the rows
+        (`shared`: the text model on rows that share prompts, the update's shared-prefix path)."""
         cfg = config(GRPOConfig, sys.argv[1], loss_type=loss_type, max_completion_length=4,
-                     max_grad_norm=0.0, per_device_train_batch_size=2,
-                     gradient_accumulation_steps=2)
-        trainer = Trainer("grpo", cfg, make_policy())
+                     max_grad_norm=0.0, per_device_train_batch_size=size,
+                     gradient_accumulation_steps=accumulation)
+        policy = HFPolicy.from_pretrained(tiny.cached("text")) if shared else make_policy()
+        trainer = Trainer("grpo", cfg, policy)
         seen = []
         trainer.optimizer.step = lambda *a, **k: seen.append(torch.cat(
             [(torch.zeros_like(p) if p.grad is None else p.grad).flatten().clone()
              for p in trainer.policy.model.parameters()]))
         rank = trainer.accelerator.process_index
-        samples = share(hand_batch(trainer.policy).samples, rank)
+        rows = shared_prompt_rows(trainer.policy) if shared else hand_batch(trainer.policy).samples
+        samples = share(rows, rank)
         out = trainer.update(TrainBatch(samples, len(samples), int(sum(s.mask.sum()
                                                                       for s in samples))))
         assert out["optimizer_updates"] == 1 == len(seen), out
@@ -75,8 +82,9 @@ UPDATE_SCRIPT = textwrap.dedent('''
 
     rank, split = gradient("grpo", lambda rows, r: rows[r::2])  # 2 rows and 1 row
     _, idle = gradient("dapo", lambda rows, r: rows if r == 0 else [])  # rank 1 has nothing
+    _, shared = gradient("dapo", lambda rows, r: rows[r::2], 4, 3, shared=True)  # 4 rows each
     if rank == 0:
-        torch.save({"split": split, "idle": idle}, sys.argv[1] + "/grads.pt")
+        torch.save({"split": split, "idle": idle, "shared": shared}, sys.argv[1] + "/grads.pt")
 ''')
 
 
@@ -97,9 +105,12 @@ def test_two_processes_update_like_one_and_an_idle_process_does_not_hang(tmp_pat
         pytest.fail("a process with an empty batch left the other waiting in its backward")
     assert out.returncode == 0, out.stderr[-3000:]
     got = torch.load(tmp_path / "grads.pt")
-    for key, loss_type in [("split", "grpo"), ("idle", "dapo")]:
-        # the same three rows on one process, same micro-batch size: DDP's average of the two
-        # ranks' gradients must be this one's (normalizers are summed over processes)
-        one = update_gradient(tmp_path / key, loss_type, 2, 2)
+    for key, loss_type, size, accumulation, rows in [("split", "grpo", 2, 2, None),
+                                                     ("idle", "dapo", 2, 2, None),
+                                                     ("shared", "dapo", 4, 3, "shared")]:
+        # the same rows on one process, same micro-batch size: DDP's average of the two
+        # ranks' gradients must be this one's (normalizers are summed over processes); in
+        # "shared" a prompt's prefix pass runs outside DDP's forward, its gradient still syncs
+        one = update_gradient(tmp_path / key, loss_type, size, accumulation, rows)
         torch.testing.assert_close(got[key], one, rtol=1e-4,
                                    atol=1e-5 * one.abs().max().item())

@@ -236,18 +236,22 @@ def hand_batch(policy):
     return TrainBatch(samples, 3, sum(TRAINED))
 
 
-def update_gradient(tmp_path, loss_type, batch_size, accumulation, **kw):
-    """The gradient the trainer's optimizer update sees (clipping off), flattened."""
+def update_gradient(tmp_path, loss_type, batch_size, accumulation, rows=None, **kw):
+    """The gradient the trainer's optimizer update sees (clipping off), flattened. `rows`:
+    None for `hand_batch` on the tiny VL model, "shared" for `shared_prompt_rows` on the
+    text model (the update's shared-prefix path)."""
+    policy = make_policy() if rows is None else HFPolicy.from_pretrained(tiny.cached("text"))
     trainer = Trainer("grpo", config(GRPOConfig, tmp_path, loss_type=loss_type,
                                      max_completion_length=4, max_grad_norm=0.0,
                                      per_device_train_batch_size=batch_size,
                                      gradient_accumulation_steps=accumulation, **kw),
-                      make_policy())
+                      policy)
     seen = []
     trainer.optimizer.step = lambda *a, **k: seen.append(torch.cat(
         [(torch.zeros_like(p) if p.grad is None else p.grad).flatten().clone()
          for p in trainer.policy.model.parameters()]))
-    out = trainer.update(hand_batch(trainer.policy))
+    out = trainer.update(hand_batch(trainer.policy) if rows is None else as_batch(
+        shared_prompt_rows(trainer.policy)))
     assert out["optimizer_updates"] == 1 == len(seen)
     return seen[0]
 
@@ -352,3 +356,61 @@ def test_gradient_checkpointing_gives_the_same_update(tmp_path):
                       make_policy())
     assert trainer.policy.model.is_activation_checkpointing
     close(update_gradient(tmp_path / "gc2", "dapo", 2, 2, gradient_checkpointing=True), plain)
+
+
+def shared_prompt_rows(policy):
+    """Rows as a step makes them: two groups whose rollouts share their prompt (completions of
+    unequal length), a row alone, and two resamples sharing a prefix that ends mid-turn."""
+    from agents.hf import TokenPrompt
+    from agents.rollout import Trajectory
+    from algorithms.grpo import TrainSample
+
+    gen = torch.Generator().manual_seed(1)
+    ids = lambda n: torch.randint(10, 200, (n,), generator=gen).tolist()  # noqa: E731
+    prompts = [ids(9), ids(6), ids(7), ids(12)]
+    rows = []
+    for prompt, completions, trained_from in [(prompts[0], (4, 2, 5), 9), (prompts[1], (3, 3), 6),
+                                              (prompts[2], (2,), 7), (prompts[3], (5, 3), 10)]:
+        for n, length in enumerate(completions):
+            full = prompt + ids(length)
+            mask = torch.zeros(len(full) - 1)
+            mask[trained_from - 1:] = 1
+            advantages = torch.full_like(mask, 0.5 - n)
+            rows.append(TrainSample(Trajectory("t", n, prompt=TokenPrompt(full)), advantages,
+                                    mask))
+    return rows
+
+
+def test_rows_sharing_a_prompt_run_it_once_with_the_same_logprobs_and_gradient(tmp_path):
+    trainer = Trainer("grpo", config(GRPOConfig, tmp_path),
+                      HFPolicy.from_pretrained(tiny.cached("text")))
+    rows = shared_prompt_rows(trainer.policy)
+    params = list(trainer.policy.model.parameters())
+    prompts = [r.trajectory.prompt for r in rows]
+    assert trainer._shares_prefixes(prompts, [int(r.mask.nonzero()[0]) for r in rows])
+
+    def run():
+        logp = trainer._logprobs(rows)
+        objective = sum((logp[b, -len(r.mask):] * r.mask * r.advantages).sum()
+                        for b, r in enumerate(rows))
+        return logp, torch.autograd.grad(objective, params)
+
+    shared, shared_grad = run()
+    trainer._shares_prefixes = lambda *a: False  # the one-pass path over whole rows
+    whole, whole_grad = run()
+    masks = pad_rows([r.mask for r in rows], shared.shape[1])
+    torch.testing.assert_close(shared * masks, whole * masks, rtol=1e-4, atol=1e-5)
+    close(torch.cat([g.flatten() for g in shared_grad]),
+          torch.cat([g.flatten() for g in whole_grad]))
+
+
+def as_batch(rows):
+    from algorithms.grpo import TrainBatch
+
+    return TrainBatch(rows, len(rows), int(sum(r.mask.sum() for r in rows)))
+
+
+def pad_rows(rows, width):
+    from algorithms.grpo import pad_left
+
+    return pad_left(rows, width)
