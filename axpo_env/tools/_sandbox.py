@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import queue
-import re
 import select
 import shutil
 import signal
@@ -29,6 +28,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from axpo_env.errors import AxpoError
+from axpo_env.tools._sandbox_files import _new_scratch, _rmtree  # noqa: F401  (re-exported)
 from axpo_env.tools._sandbox_mounts import (  # noqa: F401  (re-exported for the tools and tests)
     _WORKER,
     _blocked_ancestor,
@@ -70,35 +70,6 @@ def _candidates(isolation: str) -> list[_Plan]:
 _PLANS: dict[str, _Plan] = {}
 _PLAN_LOCK = threading.Lock()
 _PROBE_LIMITS = {"memory": 1 << 30, "fsize": 1 << 20, "nproc": 64, "max_output": 100}
-
-
-_SCRATCH = re.compile(r"axpo-py-(?:probe-|snap-)?(\d+)-[a-z0-9_]+")
-_SWEPT: set[tuple[int, str]] = set()
-
-
-def _new_scratch(parent: str | None, kind: str = "") -> str:
-    """A fresh scratch dir named with our pid. The first one made in a dir per process first
-    removes those whose process is gone (killed runs cannot clean up after themselves)."""
-    parent = parent or tempfile.gettempdir()
-    if (os.getpid(), parent) not in _SWEPT:
-        _SWEPT.add((os.getpid(), parent))
-        with contextlib.suppress(OSError):
-            for entry in os.scandir(parent):
-                m = _SCRATCH.fullmatch(entry.name)
-                if m and entry.is_dir(follow_symlinks=False) and not _alive(int(m.group(1))):
-                    _rmtree(entry.path)
-    return os.path.realpath(tempfile.mkdtemp(prefix=f"axpo-py-{kind}{os.getpid()}-",
-                                             dir=parent))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 def _probe(plan: _Plan) -> str | None:
@@ -222,20 +193,27 @@ class _Worker:
         if "LD_LIBRARY_PATH" in os.environ:
             env["LD_LIBRARY_PATH"] = os.environ["LD_LIBRARY_PATH"]
         self.errlog = tempfile.TemporaryFile()
-        self.proc = _spawn(lambda: subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errlog, cwd=scratch,
-            env=env, start_new_session=True))
+        # Exit reports of sessions come apart from the session's frames: they may not interleave
+        self.sfd, status = os.pipe()
+        self.sbuf: bytearray | None = bytearray()
+        try:
+            self.proc = _spawn(lambda: subprocess.Popen(
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errlog,
+                cwd=scratch, env=env, start_new_session=True, pass_fds=(status,)))
+        finally:
+            os.close(status)
+        os.set_blocking(self.sfd, False)
         self.rfd, self.wfd = self.proc.stdout.fileno(), self.proc.stdin.fileno()  # type: ignore
         os.set_blocking(self.rfd, False)
         os.set_blocking(self.wfd, False)
         cfg = {"scratch": scratch, "uid": uid if plan.drop else None,
                "ppid": None if plan.bwrap else os.getpid(), "confined": plan.confined,
-               "zygote": plan.zygote,
+               "zygote": plan.zygote, "status": status,
                "confine": _confine_spec(scratch) if plan.unshare else None, **limits}
         try:
             deadline = time.monotonic() + _STARTUP_TIMEOUT
             self._send(cfg, deadline)
-            ready = self._recv(deadline)
+            ready = self._frame(deadline)
             if ready.get("error"):
                 raise _Died(str(ready["error"])[:300])
             if check_writable and not ready.get("writable"):
@@ -261,11 +239,45 @@ class _Worker:
         return resp
 
     def _wait(self, fd: int, events: int, deadline: float) -> None:
-        poller = select.poll()
-        poller.register(fd, events)
-        left = deadline - time.monotonic()
-        if left <= 0 or not poller.poll(left * 1000):
-            raise _Timeout
+        """Until `fd` is ready; exit reports that come meanwhile are read (`_reports`)."""
+        while True:
+            poller = select.poll()
+            poller.register(fd, events)
+            if self.sbuf is not None:
+                poller.register(self.sfd, select.POLLIN)
+            left = deadline - time.monotonic()
+            ready = dict(poller.poll(left * 1000)) if left > 0 else {}
+            if not ready:
+                raise _Timeout
+            if self.sfd in ready:
+                self._reports()
+            if fd in ready:
+                return
+
+    def _reports(self) -> None:
+        """Read the exit reports the sandbox's paused processes wrote; the live session's is
+        `_Died` (model code can write there too: at worst it ends its own session)."""
+        assert self.sbuf is not None
+        try:
+            while chunk := os.read(self.sfd, 1 << 12):
+                self.sbuf += chunk
+                if len(self.sbuf) > 1 << 16:
+                    raise _Died("it broke the protocol")
+            self.sbuf = None  # every writer is gone: stop listening
+            return
+        except BlockingIOError:
+            pass
+        while len(self.sbuf) >= 4 and len(self.sbuf) >= 4 + (
+                n := struct.unpack(">I", self.sbuf[:4])[0]):
+            data = bytes(self.sbuf[4:4 + n])
+            del self.sbuf[:4 + n]
+            try:
+                msg = json.loads(data)
+            except ValueError:
+                raise _Died("it broke the protocol") from None
+            if isinstance(msg, dict) and msg.get("exit") == self.live is not None:
+                self.exit = msg
+                raise _Died("it exited")
 
     def _send(self, msg: dict[str, Any], deadline: float) -> None:
         data = json.dumps(msg).encode()
@@ -280,11 +292,9 @@ class _Worker:
                 raise _Died("it exited") from e
 
     def _recv(self, deadline: float) -> dict[str, Any]:
-        """The next frame but exit reports of other processes; the session's own is `_Died`."""
-        while "exit" in (msg := self._frame(deadline)):
-            if msg["exit"] == self.live:
-                self.exit = msg
-                raise _Died("it exited")
+        """The next frame; a new session's `{"live": pid}` is noted on the way."""
+        while isinstance((msg := self._frame(deadline)).get("live"), int):
+            self.live = msg["live"]
         return msg
 
     def _frame(self, deadline: float) -> dict[str, Any]:
@@ -369,16 +379,8 @@ class _Worker:
         for f in (self.proc.stdin, self.proc.stdout, self.errlog):
             with contextlib.suppress(OSError):
                 f.close()  # type: ignore[union-attr]
+        if self.sfd >= 0:
+            os.close(self.sfd)
+            self.sfd, self.sbuf = -1, None
         if self.forks is not None:
             self.forks.close()  # they died with the sandbox; their files go too
-
-def _rmtree(path: str) -> None:
-    def retry(func: Any, p: str, _exc: Any) -> None:
-        try:
-            os.chmod(os.path.dirname(p), 0o700)
-            os.chmod(p, 0o700)
-            func(p)
-        except OSError:
-            pass
-
-    shutil.rmtree(path, onerror=retry)

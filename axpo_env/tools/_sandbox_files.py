@@ -7,18 +7,61 @@ following a symlink at any depth, and error texts name no host path.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import re
 import shutil
 import stat
+import tempfile
+from typing import Any
 
 from PIL import Image
-
-from axpo_env.tools._sandbox import _rmtree
 
 _IMAGE_EXT = (".png", ".jpg", ".jpeg")
 _MAX_IMAGE_BYTES = 32 << 20
 _MAX_SCAN = 20_000
+
+
+_SCRATCH = re.compile(r"axpo-py-(?:probe-|snap-)?(\d+)-[a-z0-9_]+")
+_SWEPT: set[tuple[int, str]] = set()
+
+
+def _new_scratch(parent: str | None, kind: str = "") -> str:
+    """A fresh scratch dir named with our pid. The first one made in a dir per process first
+    removes those whose process is gone (killed runs cannot clean up after themselves)."""
+    parent = parent or tempfile.gettempdir()
+    if (os.getpid(), parent) not in _SWEPT:
+        _SWEPT.add((os.getpid(), parent))
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(parent):
+                m = _SCRATCH.fullmatch(entry.name)
+                if m and entry.is_dir(follow_symlinks=False) and not _alive(int(m.group(1))):
+                    _rmtree(entry.path)
+    return os.path.realpath(tempfile.mkdtemp(prefix=f"axpo-py-{kind}{os.getpid()}-",
+                                             dir=parent))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _rmtree(path: str) -> None:
+    def retry(func: Any, p: str, _exc: Any) -> None:
+        try:
+            os.chmod(os.path.dirname(p), 0o700)
+            os.chmod(p, 0o700)
+            func(p)
+        except OSError:
+            pass
+
+    shutil.rmtree(path, onerror=retry)
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import select
 import signal
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,6 +68,13 @@ def _ns_pid(pid: int) -> int | None:
             if line.startswith("NSpid:"):
                 return int(line.split()[-1])
     return None
+
+
+def _ended(pidfd: int, timeout: float) -> bool:
+    """Whether the process behind `pidfd` has exited (waiting up to `timeout` s)."""
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    return bool(poller.poll(timeout * 1000))
 
 
 def _find(root: int, ns: int) -> int | None:
@@ -144,31 +151,32 @@ class Forks:
         _rmtree(fork.files)
 
     def switch(self, fork: _Fork | None, prepare: Callable[[str | None], None]) -> None:
-        """End the live session and start a new one from `fork` (None: from the zygote, a fresh
-        interpreter). `prepare(files)` rewrites the scratch dir while no session runs."""
+        """End the live session and wake `fork` (None: the zygote, a fresh interpreter) to fork
+        a new one, which announces itself in front of its first reply. The old session's death,
+        the fork and `prepare(files)` (rewriting the scratch dir, which no session touches
+        before its first request) overlap; only the death is waited for, since a session that
+        still lives could read the request meant for the next one."""
         w = self.worker
-        deadline = time.monotonic() + _SWITCH_TIMEOUT
+        waker = fork.pidfd if fork is not None else None
+        if waker is not None and _ended(waker, 0):
+            raise _Died("the snapshot's fork is gone")  # killed by model code: replay
         host = _find(self.root(), w.live) if w.live is not None else None
         if host is None:
             raise _Died("the session is gone")
-        os.kill(host, signal.SIGKILL)
-        w.budget = 4 * w.max_frame
-        while w._frame(deadline).get("exit") != w.live:
-            pass  # its parent reaped it and said so: no session writes the pipe any more
-        w.live, w.buf = None, bytearray()
-        with contextlib.suppress(BlockingIOError):
-            for _ in range(64):  # what a cell forged and nobody read
-                if not os.read(w.rfd, 1 << 16):
-                    raise _Died("it exited")
-        prepare(fork.files if fork is not None else None)
-        if fork is not None:
-            signal.pidfd_send_signal(fork.pidfd, signal.SIGUSR1)
-        else:
-            os.kill(self.root(), signal.SIGUSR1)
-        msg = w._frame(deadline)
-        if not isinstance(msg.get("live"), int):
-            raise _Died("the sandbox did not start a session")
-        w.live, w.exit, w.history = msg["live"], None, fork.cells if fork is not None else ()
+        pidfd = os.pidfd_open(host)
+        try:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            w.live, w.exit, w.buf = None, None, bytearray()
+            if waker is not None:
+                signal.pidfd_send_signal(waker, signal.SIGUSR1)
+            else:
+                os.kill(self.root(), signal.SIGUSR1)
+            prepare(fork.files if fork is not None else None)
+            if not _ended(pidfd, _SWITCH_TIMEOUT):
+                raise _Died("the session did not end")
+        finally:
+            os.close(pidfd)
+        w.history = fork.cells if fork is not None else ()
         self.live_parent = fork.key if fork is not None else None
         if fork is not None:
             self.forks.move_to_end(fork.key)

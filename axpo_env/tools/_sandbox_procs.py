@@ -8,7 +8,7 @@ is another paused fork, of the session. Woken by SIGUSR1 from outside the namesp
 signals from model code carry a pid and are ignored), a paused process forks a new session from
 its own memory, so restoring costs a fork, not an interpreter start plus a replay. Paused
 processes hold the protocol pipe too, so the host sees no EOF when only a session dies: the
-parent that reaps a session reports its exit status as a frame instead.
+parent that reaps a session reports its exit status on a pipe of its own instead.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def unblock_signals() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
 
 
-def _reap(sessions: set[int], send: Callable[[dict], None]) -> None:
+def _reap(sessions: set[int], report: Callable[[dict], None]) -> None:
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -115,15 +115,16 @@ def _reap(sessions: set[int], send: Callable[[dict], None]) -> None:
         if pid in sessions:
             sessions.discard(pid)
             signaled = os.WIFSIGNALED(status)
-            send({"exit": pid, "signal": os.WTERMSIG(status) if signaled else 0,
+            report({"exit": pid, "signal": os.WTERMSIG(status) if signaled else 0,
                   "code": 0 if signaled else os.WEXITSTATUS(status)})
 
 
-def pause(send: Callable[[dict], None], fork: Callable[[], int],
+def pause(send: Callable[[dict], None], report: Callable[[dict], None], fork: Callable[[], int],
           first: int | None = None) -> None:
     """Wait, paused, for the host's SIGUSR1; return in a new session forked from here (which
-    announces itself with a `{"live": pid}` frame). Our signals are blocked by the caller before
-    it forked us. `first`: a session already forked (the zygote's first one)."""
+    announces itself with a `{"live": pid}` frame; `report` tells the host when one of our
+    sessions ends). Our signals are blocked by the caller before it forked us. `first`: a session
+    already forked (the zygote's first one)."""
     prctl(_PR_SET_DUMPABLE, 0)  # model code (same uid) may not ptrace or read a paused copy
     sessions = set() if first is None else {first}
     while True:
@@ -132,7 +133,7 @@ def pause(send: Callable[[dict], None], fork: Callable[[], int],
         except InterruptedError:
             continue
         if info.si_signo == signal.SIGCHLD:
-            _reap(sessions, send)
+            _reap(sessions, report)
             continue
         if info.si_pid != 0:  # sent from inside the sandbox: not the host's request
             continue
@@ -145,7 +146,8 @@ def pause(send: Callable[[dict], None], fork: Callable[[], int],
         sessions.add(pid)
 
 
-def snapshot_fork(send: Callable[[dict], None], fork: Callable[[], int]) -> dict[str, Any] | None:
+def snapshot_fork(send: Callable[[dict], None], report: Callable[[dict], None],
+                  fork: Callable[[], int]) -> dict[str, Any] | None:
     """In a session: leave a paused copy of this process behind. The reply for the host, or
     None in the copy, once woken as a new session. A session with threads is not forked (a fork
     keeps only the calling thread: the copy would not be exact)."""
@@ -162,7 +164,7 @@ def snapshot_fork(send: Callable[[dict], None], fork: Callable[[], int]) -> dict
         unblock_signals()
         return {"forked": None, "why": f"fork failed: {e.strerror}"}
     if pid == 0:
-        pause(send, fork)
+        pause(send, report, fork)
         return None
     unblock_signals()
     return {"forked": pid}

@@ -312,7 +312,12 @@ def main() -> None:
     sys.stdout = sys.stderr = _Capped(0)
     sys.argv = [""]
     try:
-        cfg = {**_recv(rfd), "pipes": (rfd, wfd)}
+        cfg = _recv(rfd)
+        sfd = cfg.get("status")
+        if isinstance(sfd, int):  # where paused processes report sessions' exits
+            cfg["status"] = fcntl.fcntl(sfd, fcntl.F_DUPFD_CLOEXEC, 100)
+            os.close(sfd)
+        cfg["pipes"] = tuple(fd for fd in (rfd, wfd, cfg.get("status")) if isinstance(fd, int))
         try:
             _start(cfg)
         except OSError as exc:  # a plan that cannot work here: say why, the host tries another
@@ -333,6 +338,10 @@ def _serve(cfg: dict, ns: dict, rfd: int, wfd: int) -> None:
     def send(msg: dict) -> None:
         _send(wfd, msg)
 
+    def report(msg: dict) -> None:
+        with contextlib.suppress(OSError):
+            _send(cfg["status"], msg)
+
     ready = {"ready": True, "writable": os.access(cfg["scratch"], os.W_OK)}
     if cfg.get("zygote"):
         _procs.block_signals()
@@ -340,7 +349,7 @@ def _serve(cfg: dict, ns: dict, rfd: int, wfd: int) -> None:
             first = _fork()
             if first:
                 send({**ready, "live": first})
-                _procs.pause(send, _fork, first)  # returns in a new session, once woken
+                _procs.pause(send, report, _fork, first)  # returns in a new session, once woken
             else:
                 _procs.unblock_signals()
     else:
@@ -350,7 +359,7 @@ def _serve(cfg: dict, ns: dict, rfd: int, wfd: int) -> None:
         req = _recv(rfd)
         if req.get("fork"):  # a snapshot: leave a paused copy of this session behind
             with _trust():
-                resp = _procs.snapshot_fork(send, _fork)
+                resp = _procs.snapshot_fork(send, report, _fork)
             if resp is not None:  # (None: we are that copy, woken as a new session)
                 send({"seq": req.get("seq"), **resp})
             continue
