@@ -274,7 +274,11 @@ def test_forged_reply_frames_cannot_pass_the_output_limit(tool):
     res = run(tool, FORGE + "os.write(101, frame({'seq': f.f_locals['req']['seq'], "
                             "'out': 'y' * 100_000, 'err': 5}))")
     assert res.text.startswith("y" * 8000 + "\n...[output truncated]") and len(res.text) < 8100
-    res = run(tool, FORGE + "os.write(101, frame({'seq': -1, 'out': 'z' * 15_000_000}))")
+    tool.timeout = 20.0  # building 15 MB in the sandbox can take over 2 s on a loaded machine
+    try:
+        res = run(tool, FORGE + "os.write(101, frame({'seq': -1, 'out': 'z' * 15_000_000}))")
+    finally:
+        tool.timeout = 2.0
     assert "broke the protocol" in res.text and "restored" in res.text and len(res.text) < 500
     res = run(tool, FORGE + "for i in range(100):\n"
                             "    os.write(101, frame({'seq': -1, 'out': 'z' * 100_000}))")

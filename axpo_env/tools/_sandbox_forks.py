@@ -119,17 +119,27 @@ class Forks:
     def take(self, key: str, cells: tuple[str, ...], scratch: str, timeout: float) -> str | None:
         """Leave a paused fork of the live session (which has run `cells`) as snapshot `key`,
         with a copy of its scratch dir; None, or why not."""
-        if self.dir is None:
-            self.dir = _new_scratch(self.scratch_root, "snap-")
-        self.count += 1
-        files = os.path.join(self.dir, str(self.count))
-        if not copy_out(scratch, files, self.max_bytes):
+        files = self.copy(scratch)
+        if files is None:
             return f"its files take more than {self.max_bytes >> 20} MB"
         try:
             resp = self.worker.request({"fork": True}, timeout)
         except BaseException:
             _rmtree(files)
             raise
+        return self.adopt(key, cells, files, resp)
+
+    def copy(self, scratch: str) -> str | None:
+        """A copy of the scratch dir for a fork about to be taken; None if too big."""
+        if self.dir is None:
+            self.dir = _new_scratch(self.scratch_root, "snap-")
+        self.count += 1
+        files = os.path.join(self.dir, str(self.count))
+        return files if copy_out(scratch, files, self.max_bytes) else None
+
+    def adopt(self, key: str, cells: tuple[str, ...], files: str, resp: dict) -> str | None:
+        """Keep the fork the session reported in `resp` (`forked`: its pid in the sandbox) as
+        snapshot `key`, with `files`; None, or why not."""
         ns, pidfd = resp.get("forked"), None
         host = _find(self.root(), ns) if isinstance(ns, int) else None
         if host is not None:

@@ -357,19 +357,24 @@ def _serve(cfg: dict, ns: dict, rfd: int, wfd: int) -> None:
     pipes = [(os.fstat(fd).st_dev, os.fstat(fd).st_ino) for fd in (rfd, wfd)]
     while True:
         req = _recv(rfd)
+        keep, forked = list(req.get("keep") or []), {}
         if req.get("fork"):  # a snapshot: leave a paused copy of this session behind
             with _trust():
-                resp = _procs.snapshot_fork(send, report, _fork)
-            if resp is not None:  # (None: we are that copy, woken as a new session)
-                send({"seq": req.get("seq"), **resp})
-            continue
+                forked = _procs.snapshot_fork(send, report, _fork)
+            if forked is None:  # we are that copy, woken as a new session
+                continue
+            keep += [forked["forked"]] if forked.get("forked") else []
+            if "code" not in req:
+                send({"seq": req.get("seq"), **forked})
+                continue
         try:
             resp = _run_cell(ns, req, cfg["max_output"])
         except BaseException as exc:  # our own failure (memory): still answer
             resp = {"seq": req.get("seq"), "out": "", "err": f"[sandbox] {exc!r}"}
+        resp.update(forked)
         if cfg.get("confined"):  # no process a cell started outlives it
             with _trust():
-                _procs.kill_strays(req.get("keep") or [])
+                _procs.kill_strays(keep)
         try:  # a cell that closed or replaced our pipes must not enter the history
             intact = [(os.fstat(fd).st_dev, os.fstat(fd).st_ino) for fd in (rfd, wfd)] == pipes
         except OSError:

@@ -246,11 +246,15 @@ class PythonTool(Tool):
             request = {"code": code, "name": f"<cell {len(self._history)}>", "cpu": self._cpu,
                        "entropy": [self._seed, len(self._history)]}
             try:
-                self._materialize()  # a snapshot of the state this call is about to change
+                take = self._promised(worker, scratch)  # forked before the cell, in one trip
+                if take is not None:
+                    request["fork"] = True
                 if worker.forks is not None and worker.forks.forks:
                     request["keep"] = worker.forks.keep()
                 before, _ = _scan(scratch)
                 resp = worker.request(request, self.timeout)
+                if take is not None and (why := worker.forks.adopt(*take, resp)):
+                    logger.info("python tool: a snapshot will replay (no fork: %s)", why)
                 after, used = _scan(scratch)
                 if used > self._settings["disk_limit"]:
                     raise _Died("disk")
@@ -363,6 +367,15 @@ class PythonTool(Tool):
         except (_Died, _Timeout, OSError):
             logger.info("python tool: switching the session failed; replaying", exc_info=True)
             self._box.kill()
+
+    def _promised(self, w: _Worker, scratch: str) -> tuple | None:
+        """(key, cells, files) of the fork a snapshot promised of the live state, with its copy
+        of the scratch dir taken; the call about to change that state forks first."""
+        pending, self._pending = self._pending, None
+        if pending is None or w.forks is None or w.history != pending[1]:
+            return None
+        files = w.forks.copy(scratch)
+        return None if files is None else (*pending, files)
 
     def _materialize(self) -> None:
         """Take the fork a snapshot promised, before the live session leaves that state."""
