@@ -264,3 +264,21 @@ def test_without_a_zygote_a_diverged_restore_replays_into_a_spare(monkeypatch):
         assert t._box.worker is spare and spare.alive()
     finally:
         t.close()
+
+
+def test_a_session_running_threads_is_not_forked_and_replays(caplog):
+    """A fork keeps only the forking thread, so a session with threads running is not forked:
+    its snapshot replays, and the log says why."""
+    t = forking("rlimits")
+    try:
+        t.reset(CTX)
+        run(t, "import threading, time\nthreading.Thread(target=time.sleep, args=(30,), "
+               "daemon=True).start()\nv = 1")
+        snap = t.snapshot()
+        with caplog.at_level("INFO", logger="axpo_env.tools.python"):
+            run(t, "v = 2")
+        assert "runs threads" in caplog.text and not t._box.worker.forks.forks
+        t.restore(snap)
+        assert run(t, "print(v)") == "1"
+    finally:
+        t.close()
