@@ -282,3 +282,27 @@ def test_a_session_running_threads_is_not_forked_and_replays(caplog):
         assert run(t, "print(v)") == "1"
     finally:
         t.close()
+
+
+def test_the_fork_the_live_session_came_from_is_never_evicted():
+    """It reports the live session's exit: with snapshot_forks=1 it stays, one over the bound,
+    and both snapshots still restore from their forks."""
+    t = forking("rlimits", snapshot_forks=1)
+    try:
+        t.reset(CTX)
+        run(t, "v = 1\n" + UNREPLAYABLE)
+        a = t.snapshot()
+        first = run(t, SHOW)
+        t.restore(a)  # the live session is now a child of a's fork
+        run(t, "v = 3")
+        b = t.snapshot()
+        run(t, "v = 4")
+        forks = t._box.worker.forks
+        assert forks.get(a.fork, a.cells) and forks.get(b.fork, b.cells)
+        t.restore(b)
+        assert run(t, "print(v)") == "3"
+        t.restore(a)
+        assert run(t, SHOW) == first
+        assert len(forks.forks) <= 2
+    finally:
+        t.close()

@@ -148,8 +148,9 @@ class Forks:
         if pidfd is None:
             _rmtree(files)
             return str(resp.get("why") or "the fork could not be found")[:200]
-        while len(self.forks) >= self.limit:
-            self.evict(next(k for k in self.forks if k != self.live_parent))
+        old = [k for k in self.forks if k != self.live_parent]  # least recently used first
+        while old and len(self.forks) >= self.limit:  # (the live session's parent reports
+            self.evict(old.pop(0))  # its exit: it stays, one over the limit if need be)
         self.forks[key] = _Fork(key, cells, ns, pidfd, files)  # type: ignore[arg-type]
         return None
 
