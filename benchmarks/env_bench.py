@@ -1,4 +1,5 @@
-"""Env throughput: steps/s per tool, snapshot+restore versus deepcopy, warm versus fresh Python.
+"""Env throughput: steps/s per tool, snapshot+restore versus deepcopy, warm versus fresh Python,
+diverged Python restores from a fork versus replayed.
 
     python benchmarks/env_bench.py            # prints a markdown table; --quick for a smoke run
 
@@ -110,32 +111,63 @@ def bench_python(n: int) -> list[tuple[str, str, str]]:
                          f"{value:.2f} ms"))
         rows.append((f"  ratio fresh / warm ({isolation})",
                      f"{ms['fresh interpreter'] / ms['warm worker']:.1f}x", ""))
-    # Restore that diverged: the session is rebuilt by replaying its cells into a spare worker
-    # that restore() starts in the background. Timed: restore() + the next call. Untimed
-    # between them, standing for the policy generating the branch's turn: either until the
-    # spare is ready (a generation longer than a worker start), or nothing (the worst case).
-    env = make_env([PythonTool()])
-    tool = env.tools[0]
-    for i in range(3):
-        env.step(render_tool_call("python", {"code": f"v{i} = {i}"}))
-    snap = env.snapshot()
-    for wait in (True, False):
-        times = []
+    for isolation in ("bwrap", "rlimits"):
+        rows += bench_restore(n, isolation)
+    return rows
+
+
+def _pss_mb(pidfd: int) -> float:
+    """Proportional set size of the process behind `pidfd` (its shared pages split)."""
+    with open(f"/proc/self/fdinfo/{pidfd}") as f:
+        pid = next(int(line.split()[1]) for line in f if line.startswith("Pid:"))
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("Pss:")) / 1024
+
+
+def bench_restore(n: int, isolation: str) -> list[tuple[str, str, str]]:
+    """A restore that diverged, timed as restore() + the next call: from the snapshot's paused
+    fork, and replayed (snapshot_forks=0: the cells run again in a fresh interpreter, started
+    in the background as a spare or forked from the zygote). Untimed between them, standing for
+    the policy generating the branch's turn: until a spare is ready, if there is one."""
+    rows = []
+    cell = render_tool_call("python", {"code": "print(1 + 1)"})
+    for forks in (4, 0):
+        try:
+            env = make_env([PythonTool(isolation=isolation, snapshot_forks=forks)])
+        except axpo_env.AxpoError as e:
+            return [(f"restore ({isolation})", "skipped", str(e)[:60])]
+        tool = env.tools[0]
+        for i in range(3):
+            env.step(render_tool_call("python", {"code": f"v{i} = {i}"}))
+        snap = env.snapshot()
+        times, after_snap = [], []
         for _ in range(max(3, n // 10)):
             env.step(render_tool_call("python", {"code": "v0 = -1"}))  # diverge
             t0 = time.perf_counter()
             env.restore(snap)
             t1 = time.perf_counter()
-            if wait and tool._box.pending is not None:
+            if tool._box.pending is not None:
                 tool._box.pending.exception()  # blocks until the spare has started
             t2 = time.perf_counter()
             env.step(cell)
             times.append(t1 - t0 + time.perf_counter() - t2)
-        ms_replay = statistics.median(times) * 1e3
-        label = "spare ready" if wait else "right after restore()"
-        rows.append((f"restore diverged session (3 cells) + call, {label}",
-                     f"{1e3 / ms_replay:,.1f} /s", f"{ms_replay:.2f} ms"))
-    env.close()
+            env.snapshot()  # a turn's snapshot: the next call takes its fork first
+            t0 = time.perf_counter()
+            env.step(cell)
+            after_snap.append(time.perf_counter() - t0)
+        how = f"from its fork ({tool.restore_mode})" if forks else "replayed (snapshot_forks=0)"
+        ms = statistics.median(times) * 1e3
+        rows.append((f"restore diverged session (3 cells) + call, {how}, {isolation}",
+                     f"{1e3 / ms:,.1f} /s", f"{ms:.2f} ms"))
+        if forks:
+            ms = statistics.median(after_snap) * 1e3
+            rows.append((f"  python call right after snapshot() (takes a fork), {isolation}",
+                         f"{1e3 / ms:,.1f} calls/s", f"{ms:.2f} ms"))
+            kept = tool._box.worker.forks.forks.values()
+            pss = statistics.median(_pss_mb(f.pidfd) for f in kept)
+            rows.append((f"  paused fork memory (PSS, median of {len(kept)}), {isolation}",
+                         f"{pss:.1f} MB", ""))
+        env.close()
     return rows
 
 

@@ -250,7 +250,7 @@ def test_hostile_code_is_contained(tool, code, message):
     assert len(res.text) < 5000 and "_sandbox_worker" not in res.text
     if "crashed" in message or "time limit" in message:
         assert "restored to its state before this call" in res.text
-        assert tool.snapshot() == ("x = 7",)
+        assert tool.snapshot().cells == ("x = 7",)
     assert [os.path.exists(p) for p in paths] == there
     assert run(tool, "print(x)").text == "7"  # and the session goes on
 
@@ -274,7 +274,11 @@ def test_forged_reply_frames_cannot_pass_the_output_limit(tool):
     res = run(tool, FORGE + "os.write(101, frame({'seq': f.f_locals['req']['seq'], "
                             "'out': 'y' * 100_000, 'err': 5}))")
     assert res.text.startswith("y" * 8000 + "\n...[output truncated]") and len(res.text) < 8100
-    res = run(tool, FORGE + "os.write(101, frame({'seq': -1, 'out': 'z' * 15_000_000}))")
+    tool.timeout = 20.0  # building 15 MB in the sandbox can take over 2 s on a loaded machine
+    try:
+        res = run(tool, FORGE + "os.write(101, frame({'seq': -1, 'out': 'z' * 15_000_000}))")
+    finally:
+        tool.timeout = 2.0
     assert "broke the protocol" in res.text and "restored" in res.text and len(res.text) < 500
     res = run(tool, FORGE + "for i in range(100):\n"
                             "    os.write(101, frame({'seq': -1, 'out': 'z' * 100_000}))")
@@ -288,10 +292,11 @@ def test_huge_output_is_truncated(tool):
     assert res.text.count("...[output truncated]") == 2 and len(res.text) < 20_000
 
 
-def test_process_limit_is_enforced_by_the_kernel_under_bubblewrap():
-    if not shutil.which("bwrap"):
-        pytest.skip("bubblewrap not installed")
-    t = PythonTool(timeout=5, isolation="bwrap", max_processes=8)
+@pytest.mark.parametrize("isolation", MODES)
+def test_process_limit_is_enforced_by_the_kernel(isolation):
+    """RLIMIT_NPROC holds in both modes (the sandbox's uid is its own, never root's), with
+    room for the zygote and the paused forks on top of `max_processes`."""
+    t = PythonTool(timeout=5, isolation=isolation, max_processes=8)
     try:
         t.reset(CTX)
         code = ("import threading, time\nthreading.stack_size(1 << 16)\n"
@@ -346,8 +351,9 @@ def test_processes_a_cell_starts_do_not_outlive_the_call(tool):
 def test_too_many_files_cannot_hide_bytes_from_the_disk_limit(monkeypatch):
     """The scan used to stop after 5,000 entries: files past them were not counted. Now more
     entries than the scan reads is itself a failure, rolled back."""
-    from axpo_env.tools import python
+    from axpo_env.tools import _sandbox_files, python
 
+    monkeypatch.setattr(_sandbox_files, "_MAX_SCAN", 100)
     monkeypatch.setattr(python, "_MAX_SCAN", 100)
     t = PythonTool(timeout=10, disk_limit=1 << 20, isolation="rlimits")
     try:
@@ -496,9 +502,10 @@ def test_next_episode_worker_starts_in_the_background(tool):
 
 def test_python_installed_under_tmp_stays_visible_in_the_sandbox(monkeypatch):
     """/tmp is a fresh tmpfs in the sandbox; a venv or checkout there must be bound back in."""
-    from axpo_env.tools import _sandbox
+    from axpo_env.tools import _sandbox, _sandbox_mounts
 
-    monkeypatch.setattr(_sandbox, "_python_roots", lambda: ("/tmp/ci/checkout/.venv", "/usr"))
+    monkeypatch.setattr(_sandbox_mounts, "_python_roots",
+                        lambda: ("/tmp/ci/checkout/.venv", "/usr"))
     for plan in (_sandbox._Plan("bwrap"), _sandbox._Plan("bwrap", drop=True)):
         argv = _sandbox._bwrap_argv(plan, "/tmp/axpo-py-x")
         tmpfs = argv.index("/tmp", argv.index("--tmpfs"))
@@ -552,20 +559,3 @@ def test_restore_of_a_diverged_session_is_exact_for_entropy_and_clocks(tool):
     tool.reset(ctx)
     later = run(tool, "import time\nt0 = time.time()\nprint(time.time() > t0 > 1.7e9)")
     assert later.text == "True"
-
-
-def test_a_diverged_restore_adopts_a_spare_worker_started_at_restore(tool):
-    """restore() to a diverged state starts a spare interpreter in the background (while the
-    policy generates); the next call replays into it instead of starting one."""
-    tool.reset(CTX)
-    run(tool, "x = 1\nopen('f.txt', 'w').write('a')")
-    snap = tool.snapshot()
-    run(tool, "x = 2\nopen('f.txt', 'w').write('b')")
-    tool.restore(snap)
-    spare = tool._box.pending.result(timeout=30)[0]
-    tool.restore(tool._box.worker.history)  # back to the live session, which goes on...
-    assert run(tool, "print(x, open('f.txt').read())").text == "2 b"  # (its kill(-1) too)
-    tool.restore(snap)
-    assert run(tool, "print(x, open('f.txt').read())").text == "1 a"
-    assert tool._box.worker is spare and spare.alive()
-    assert run(tool, "open('g.txt', 'w').write('c')\nprint(open('g.txt').read())").text == "c"

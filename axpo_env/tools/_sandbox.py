@@ -1,24 +1,22 @@
 """The process sandbox behind the `python` tool: how workers start, and their frame protocol.
 
 Bubblewrap where it works (new network/pid/IPC namespaces, read-only root, only the scratch dir
-writable); as root without it, the worker makes private namespaces itself and drops to a uid of
-its own (model code never runs as root); else resource limits. The worker (`_sandbox_worker.py`)
-adds Python audit hooks in all, which are not a wall. Every wait on a worker has a deadline and
-every frame it sends is bounded, so nothing it does can hang the host or fill its memory.
+writable); as root without it, the worker makes private namespaces itself, pid included, and
+drops to a uid of its own (model code never runs as root); else resource limits. With a pid
+namespace the worker is its pid 1, a zygote that forks the session (`_sandbox_procs`). The worker
+(`_sandbox_worker.py`) adds Python audit hooks in all, which are not a wall. Every wait on a
+worker has a deadline and every frame it sends is bounded, so nothing it does can hang the host
+or fill its memory.
 """
-
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import os
 import queue
-import re
 import select
 import shutil
 import signal
-import stat
 import struct
 import subprocess
 import sys
@@ -27,16 +25,22 @@ import threading
 import time
 import warnings
 from concurrent.futures import Future
-from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from axpo_env.errors import AxpoError
+from axpo_env.tools._sandbox_files import _new_scratch, _rmtree  # noqa: F401  (re-exported)
+from axpo_env.tools._sandbox_mounts import (  # noqa: F401  (re-exported for the tools and tests)
+    _WORKER,
+    _blocked_ancestor,
+    _bwrap_argv,
+    _confine_spec,
+    _new_uid,
+    _Plan,
+    _python_roots,
+)
 
-_WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_sandbox_worker.py")
 _FRAME_SLACK = 64 << 10  # a reply's bytes beyond its two capped texts (JSON keys, escapes)
 _STARTUP_TIMEOUT = 30.0
-_uid_counter = itertools.count()
 
 
 class _Died(Exception):
@@ -45,122 +49,6 @@ class _Died(Exception):
 
 class _Timeout(Exception):
     """The host-side deadline passed."""
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """How workers are started. `drop`: started as root, the worker takes a uid of its own;
-    `unshare`: without bubblewrap, the worker (still root) first enters private mount, network,
-    IPC and UTS namespaces of its own making (`_sandbox_worker._confine`)."""
-
-    bwrap: str | None
-    userns: bool = False
-    drop: bool = False
-    unshare: bool = False
-
-    @property
-    def label(self) -> str:
-        """What isolates model code, as `info["isolation"]` reports it."""
-        if self.bwrap:
-            return "bubblewrap"
-        if self.unshare:
-            return "namespaces+uid"
-        return "uid+rlimits" if self.drop else "rlimits+audit"
-
-    @property
-    def confined(self) -> bool:
-        """Whether every process of the sandbox is the sandbox's own (a pid namespace or a uid
-        of its own), so the worker may kill(-1) stray processes after each cell."""
-        return bool(self.bwrap or self.drop)
-
-
-# ---------------------------------------------------------------------------------------------
-# Sandbox plan. As root, `--unshare-user` maps the sandbox to kernel uid 0, which RLIMIT_NPROC
-# never limits; so root runs bwrap without a user namespace and the worker drops to an unused uid
-# (a fork bomb then stops at the limit). Python installs under a dir others cannot enter (pyenv
-# in /root) are re-exposed through a tmpfs over that dir.
-
-
-def _new_uid() -> int:
-    return 1_000_000 + (os.getpid() * 65536 + next(_uid_counter)) % 2_000_000_000
-
-
-@lru_cache(maxsize=1)
-def _python_roots() -> tuple[str, ...]:
-    paths = {sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix,
-             os.path.dirname(os.path.realpath(sys.executable)), os.path.dirname(_WORKER)}
-    paths |= {p for p in sys.path if os.path.isabs(p) and os.path.exists(p)}
-    return tuple(sorted({os.path.realpath(p) for p in paths}))
-
-
-def _blocked_ancestor(path: str) -> str | None:
-    """The highest dir above `path` that a stranger uid may not enter."""
-    parts = path.strip("/").split("/")
-    for i in range(1, len(parts)):
-        anc = "/" + "/".join(parts[:i])
-        try:
-            if not os.stat(anc).st_mode & stat.S_IXOTH:
-                return anc
-        except OSError:
-            return None
-    return None
-
-
-def _under(path: str, top: str) -> bool:
-    return path.startswith(top.rstrip("/") + "/")
-
-
-def _mkdirs(top: str, path: str, made: set[str]) -> list[str]:
-    """bwrap args creating the dirs strictly between `top` and `path` as 0755 (else 0700)."""
-    args, rel = [], path[len(top.rstrip("/")) + 1:].split("/")[:-1]
-    for i in range(1, len(rel) + 1):
-        d = top.rstrip("/") + "/" + "/".join(rel[:i])
-        if d not in made:
-            made.add(d)
-            args += ["--perms", "0755", "--dir", d]
-    return args
-
-
-def _bwrap_argv(plan: _Plan, scratch: str) -> list[str]:
-    args = [plan.bwrap or "bwrap", "--unshare-net", "--unshare-pid", "--unshare-ipc",
-            "--unshare-uts", "--unshare-cgroup-try", "--die-with-parent", "--new-session"]
-    if plan.userns:
-        args += ["--unshare-user", "--cap-drop", "ALL"]
-    args += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-             "--size", str(16 << 20), "--tmpfs", "/tmp"]
-    tops, made = ["/tmp"], set()
-    roots = _python_roots()
-    # Python and this package may live under /tmp (a checkout there): the tmpfs hides them.
-    cover = {p: "/tmp" for p in roots if _under(p, "/tmp")}
-    if plan.drop:
-        cover.update({p: a for p in roots if p not in cover and (a := _blocked_ancestor(p))})
-        blocked = {a for a in cover.values() if a != "/tmp"}
-        blocked |= {a for a in [_blocked_ancestor(scratch)] if a}
-        for top in sorted(a for a in blocked if not any(_under(a, b) for b in blocked)):
-            tops.append(top)
-            args += ["--tmpfs", top]
-    for p in sorted(p for p in cover if not any(_under(p, q) for q in cover)):
-        args += _mkdirs(max((t for t in tops if _under(p, t)), key=len), p, made)
-        args += ["--ro-bind", p, p]
-    top = max((t for t in tops if _under(scratch, t)), key=len, default=None)
-    args += _mkdirs(top, scratch, made) if top else []
-    return args + ["--bind", scratch, scratch, "--chdir", scratch, "--"]
-
-
-_HIDDEN_TMP = ("/tmp", "/var/tmp", "/dev/shm")
-
-
-def _confine_spec(scratch: str) -> dict[str, Any]:
-    """The mounts of an `unshare` plan: fresh tmpfs over the shared temp dirs and over dirs a
-    stranger uid cannot enter (pyenv in /root), Python bound back read-only, scratch read-write.
-    Everything else is remounted read-only."""
-    roots = _python_roots()
-    hide = {d for d in _HIDDEN_TMP if os.path.isdir(d) and not os.path.islink(d)}
-    hide |= {a for p in (*roots, scratch) if (a := _blocked_ancestor(p))}
-    hide = {h for h in hide if not any(_under(h, o) for o in hide)}
-    ro = [p for p in roots if any(_under(p, h) for h in hide)]
-    ro = [p for p in ro if not any(_under(p, q) for q in ro)]
-    return {"hide": sorted(hide), "bind": [[p, False] for p in sorted(ro)] + [[scratch, True]]}
 
 
 def _candidates(isolation: str) -> list[_Plan]:
@@ -184,35 +72,6 @@ _PLAN_LOCK = threading.Lock()
 _PROBE_LIMITS = {"memory": 1 << 30, "fsize": 1 << 20, "nproc": 64, "max_output": 100}
 
 
-_SCRATCH = re.compile(r"axpo-py-(?:probe-)?(\d+)-[a-z0-9_]+")
-_SWEPT: set[tuple[int, str]] = set()
-
-
-def _new_scratch(parent: str | None, kind: str = "") -> str:
-    """A fresh scratch dir named with our pid. The first one made in a dir per process first
-    removes those whose process is gone (killed runs cannot clean up after themselves)."""
-    parent = parent or tempfile.gettempdir()
-    if (os.getpid(), parent) not in _SWEPT:
-        _SWEPT.add((os.getpid(), parent))
-        with contextlib.suppress(OSError):
-            for entry in os.scandir(parent):
-                m = _SCRATCH.fullmatch(entry.name)
-                if m and entry.is_dir(follow_symlinks=False) and not _alive(int(m.group(1))):
-                    _rmtree(entry.path)
-    return os.path.realpath(tempfile.mkdtemp(prefix=f"axpo-py-{kind}{os.getpid()}-",
-                                             dir=parent))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
-
-
 def _probe(plan: _Plan) -> str | None:
     """Start a worker with `plan` and run one cell; the error, or None when it works."""
     scratch = _new_scratch(None, "probe-")
@@ -234,7 +93,8 @@ def _probe(plan: _Plan) -> str | None:
 
 _PROTECTS = {
     "namespaces+uid": "model code runs as an unprivileged uid of its own in private mount, "
-                      "network and IPC namespaces, with a read-only filesystem but its scratch dir",
+                      "network, IPC and pid namespaces, with a read-only filesystem but its "
+                      "scratch dir",
     "uid+rlimits": "model code runs as an unprivileged uid of its own with resource limits; it "
                    "can still read world-readable files and reach the network",
     "rlimits+audit": "model code runs as your own user with resource limits and Python audit "
@@ -309,11 +169,17 @@ def _spawn(start: Any) -> subprocess.Popen:
 
 
 class _Worker:
-    """A running sandboxed interpreter. `history`: the cells it has run; `used`: ran anything."""
+    """A running sandbox. `history`: the cells its session has run; `used`: ran anything. With a
+    zygote (`plan.zygote`), the session is a child of the sandbox's pid 1: `live` is its pid
+    there, `exit` its exit status once its parent reported it; `forks` holds the sandbox's
+    paused copies (`_sandbox_forks.Forks`, set by the tool)."""
 
     def __init__(self, plan: _Plan, scratch: str, uid: int | None, limits: dict[str, int],
                  check_writable: bool = True):
         self.plan, self.history, self.used, self.seq, self.buf = plan, (), False, 0, bytearray()
+        self.live: int | None = None
+        self.exit: dict[str, Any] | None = None
+        self.forks: Any = None
         # The frame pipe is the worker's, so a cell can write frames of its own: bound what the
         # host reads per call (a char JSON-escapes to at most 12 bytes), trust nothing in it.
         self.max_frame = 2 * 12 * limits["max_output"] + _FRAME_SLACK
@@ -327,23 +193,34 @@ class _Worker:
         if "LD_LIBRARY_PATH" in os.environ:
             env["LD_LIBRARY_PATH"] = os.environ["LD_LIBRARY_PATH"]
         self.errlog = tempfile.TemporaryFile()
-        self.proc = _spawn(lambda: subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errlog, cwd=scratch,
-            env=env, start_new_session=True))
+        # Exit reports of sessions come apart from the session's frames: they may not interleave
+        self.sfd, status = os.pipe()
+        self.sbuf: bytearray | None = bytearray()
+        try:
+            self.proc = _spawn(lambda: subprocess.Popen(
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errlog,
+                cwd=scratch, env=env, start_new_session=True, pass_fds=(status,)))
+        finally:
+            os.close(status)
+        os.set_blocking(self.sfd, False)
         self.rfd, self.wfd = self.proc.stdout.fileno(), self.proc.stdin.fileno()  # type: ignore
         os.set_blocking(self.rfd, False)
         os.set_blocking(self.wfd, False)
         cfg = {"scratch": scratch, "uid": uid if plan.drop else None,
                "ppid": None if plan.bwrap else os.getpid(), "confined": plan.confined,
+               "zygote": plan.zygote, "status": status,
                "confine": _confine_spec(scratch) if plan.unshare else None, **limits}
         try:
             deadline = time.monotonic() + _STARTUP_TIMEOUT
             self._send(cfg, deadline)
-            ready = self._recv(deadline)
+            ready = self._frame(deadline)
             if ready.get("error"):
                 raise _Died(str(ready["error"])[:300])
             if check_writable and not ready.get("writable"):
                 raise _Died("the sandbox cannot write its working directory")
+            if plan.zygote and not isinstance(ready.get("live"), int):
+                raise _Died("the sandbox did not start its session")
+            self.live = ready.get("live")
         except (_Died, _Timeout) as e:
             self.errlog.seek(0)
             tail = self.errlog.read()[-500:].decode(errors="replace").strip()
@@ -362,11 +239,45 @@ class _Worker:
         return resp
 
     def _wait(self, fd: int, events: int, deadline: float) -> None:
-        poller = select.poll()
-        poller.register(fd, events)
-        left = deadline - time.monotonic()
-        if left <= 0 or not poller.poll(left * 1000):
-            raise _Timeout
+        """Until `fd` is ready; exit reports that come meanwhile are read (`_reports`)."""
+        while True:
+            poller = select.poll()
+            poller.register(fd, events)
+            if self.sbuf is not None:
+                poller.register(self.sfd, select.POLLIN)
+            left = deadline - time.monotonic()
+            ready = dict(poller.poll(left * 1000)) if left > 0 else {}
+            if not ready:
+                raise _Timeout
+            if self.sfd in ready:
+                self._reports()
+            if fd in ready:
+                return
+
+    def _reports(self) -> None:
+        """Read the exit reports the sandbox's paused processes wrote; the live session's is
+        `_Died` (model code can write there too: at worst it ends its own session)."""
+        assert self.sbuf is not None
+        try:
+            while chunk := os.read(self.sfd, 1 << 12):
+                self.sbuf += chunk
+                if len(self.sbuf) > 1 << 16:
+                    raise _Died("it broke the protocol")
+            self.sbuf = None  # every writer is gone: stop listening
+            return
+        except BlockingIOError:
+            pass
+        while len(self.sbuf) >= 4 and len(self.sbuf) >= 4 + (
+                n := struct.unpack(">I", self.sbuf[:4])[0]):
+            data = bytes(self.sbuf[4:4 + n])
+            del self.sbuf[:4 + n]
+            try:
+                msg = json.loads(data)
+            except ValueError:
+                raise _Died("it broke the protocol") from None
+            if isinstance(msg, dict) and msg.get("exit") == self.live is not None:
+                self.exit = msg
+                raise _Died("it exited")
 
     def _send(self, msg: dict[str, Any], deadline: float) -> None:
         data = json.dumps(msg).encode()
@@ -381,6 +292,12 @@ class _Worker:
                 raise _Died("it exited") from e
 
     def _recv(self, deadline: float) -> dict[str, Any]:
+        """The next frame; a new session's `{"live": pid}` is noted on the way."""
+        while isinstance((msg := self._frame(deadline)).get("live"), int):
+            self.live = msg["live"]
+        return msg
+
+    def _frame(self, deadline: float) -> dict[str, Any]:
         while len(self.buf) < 4 or len(self.buf) < 4 + struct.unpack(">I", self.buf[:4])[0]:
             if len(self.buf) >= 4 and struct.unpack(">I", self.buf[:4])[0] > self.max_frame:
                 raise _Died("it broke the protocol")
@@ -424,12 +341,14 @@ class _Worker:
 
     def crash_reason(self, died: _Died) -> str:
         """Why the worker died in a call ("cpu" for RLIMIT_CPU), after letting it finish dying."""
-        exited = str(died) == "it exited" and self._exited(1.0)
+        exited = str(died) == "it exited" and (self.exit is not None or self._exited(1.0))
         self.kill()
         if not exited:
             return "it stopped answering" if str(died) == "it exited" else str(died)
         rc = self.proc.returncode or 0
         sig = -rc if rc < 0 else (rc - 128 if self.plan.bwrap and rc > 128 else 0)
+        if self.exit is not None:  # the session died, reported by its parent
+            sig, rc = int(self.exit.get("signal") or 0), int(self.exit.get("code") or 0)
         if sig == signal.SIGXCPU:
             return "cpu"
         if sig:
@@ -460,14 +379,8 @@ class _Worker:
         for f in (self.proc.stdin, self.proc.stdout, self.errlog):
             with contextlib.suppress(OSError):
                 f.close()  # type: ignore[union-attr]
-
-def _rmtree(path: str) -> None:
-    def retry(func: Any, p: str, _exc: Any) -> None:
-        try:
-            os.chmod(os.path.dirname(p), 0o700)
-            os.chmod(p, 0o700)
-            func(p)
-        except OSError:
-            pass
-
-    shutil.rmtree(path, onerror=retry)
+        if self.sfd >= 0:
+            os.close(self.sfd)
+            self.sfd, self.sbuf = -1, None
+        if self.forks is not None:
+            self.forks.close()  # they died with the sandbox; their files go too

@@ -28,6 +28,10 @@ import struct
 import sys
 import traceback
 import types
+from typing import Any
+
+import _sandbox_procs as _procs  # siblings: this script's dir is sys.path[0] until _start
+from _sandbox_entropy import _install_deterministic_sources, _seed_cell
 
 _TRUNCATED = "\n...[output truncated]"
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
@@ -46,9 +50,7 @@ _PATH_EVENTS = {
     "os.removexattr": None,
 }
 _reserve: bytearray | None = None  # freed on MemoryError so the worker can still answer
-_NEW_NAMESPACES = 0x00020000 | 0x04000000 | 0x08000000 | 0x40000000  # CLONE_NEW{NS,UTS,IPC,NET}
-_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
-_MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 32, 4096, 0x4000, 1 << 18
+_trusted = [False]  # set around the worker's own forks, kills and prctls: the hook lets them be
 
 
 def _read_exact(fd: int, n: int) -> bytes:
@@ -114,7 +116,28 @@ def _setlimit(res: int, value: int) -> None:
         pass
 
 
-def _install_audit_hook(scratch: str, confined: bool) -> None:
+@contextlib.contextmanager
+def _trust() -> Any:
+    _trusted[0] = True
+    try:
+        yield
+    finally:
+        _trusted[0] = False  # in a woken copy too, which leaves through here
+
+
+def _fork() -> int:
+    """os.fork for the zygote and snapshots, keeping `random`'s state in the child (the module
+    reseeds itself after a fork, from the OS: a copy would not be exact)."""
+    import random
+
+    state = random.getstate()
+    pid = os.fork()
+    if pid == 0:
+        random.setstate(state)
+    return pid
+
+
+def _install_audit_hook(scratch: str) -> None:
     """Defense in depth under bubblewrap, the main guard without it (not a security boundary)."""
     root = os.path.realpath(scratch)
     prefix = root + os.sep
@@ -132,8 +155,8 @@ def _install_audit_hook(scratch: str, confined: bool) -> None:
         return real == root or real.startswith(prefix) or real == os.devnull
 
     def hook(event: str, args: tuple) -> None:
-        if confined and event == "os.kill" and args[0] == -1:
-            return  # only the sandbox's own processes: how strays are ended after each cell
+        if _trusted[0]:
+            return
         what = _DENIED.get(event)
         if what is None and event.startswith(("socket.", "ctypes.")):
             what = "network access" if event[0] == "s" else "ctypes"
@@ -160,51 +183,11 @@ def _install_audit_hook(scratch: str, confined: bool) -> None:
     sys.addaudithook(hook)
 
 
-def _confine(spec: dict) -> None:
-    """Without bubblewrap, as root: private mount/network/IPC/UTS namespaces, every mount
-    read-only, fresh tmpfs over `spec["hide"]`, `spec["bind"]` dirs bound back. Then the uid drop
-    leaves model code no capability, no network, and no writable place but its scratch dir."""
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-
-    def check(rc: int, what: str) -> None:
-        if rc != 0:
-            raise OSError(ctypes.get_errno(), f"{what}: {os.strerror(ctypes.get_errno())}")
-
-    def mount(src: str | None, target: str, fstype: str | None, flags: int,
-              data: str | None = None) -> None:
-        check(libc.mount(src and os.fsencode(src), os.fsencode(target),
-                         fstype and fstype.encode(), ctypes.c_ulong(flags),
-                         data and data.encode()), f"mount {target}")
-
-    check(libc.unshare(_NEW_NAMESPACES), "unshare")
-    mount(None, "/", None, _MS_REC | _MS_PRIVATE)
-    with open("/proc/self/mountinfo", "rb") as f:
-        points = [line.split()[4].decode("unicode_escape") for line in f]
-    for point in points:
-        if point.split("/")[1] in ("proc", "sys", "dev"):
-            continue
-        with contextlib.suppress(OSError):
-            kept = os.statvfs(point).f_flag & (_MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
-            mount(None, point, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | kept)
-    binds = [(path, rw, os.open(path, os.O_PATH | os.O_DIRECTORY)) for path, rw in spec["bind"]]
-    for top in spec["hide"]:
-        mount("tmpfs", top, "tmpfs", _MS_NOSUID | _MS_NODEV, "size=1m,mode=0755")
-    for path, rw, fd in binds:
-        if not os.path.isdir(path):
-            os.makedirs(path, 0o755)
-        mount(f"/proc/self/fd/{fd}", path, None, _MS_BIND | _MS_REC)
-        mount(None, path, None, _MS_REMOUNT | _MS_BIND | _MS_NOSUID | _MS_NODEV
-              | (0 if rw else _MS_RDONLY))
-        os.close(fd)
-
-
 def _start(cfg: dict) -> None:
     """Privileges, imports, seeds, limits, hooks: everything before the first cell."""
     uid = cfg.get("uid")
-    if cfg.get("confine"):
-        _confine(cfg["confine"])
+    if cfg.get("confine"):  # we come back as pid 1 of a pid namespace of our own
+        _procs.confine(cfg["confine"], cfg.get("ppid"), cfg["pipes"])
     os.chdir(cfg["scratch"])  # before the uid switch: a spare's dir is not its uid's yet
     if uid is not None:  # started as root: become an unprivileged uid of our own
         os.setgroups([])
@@ -220,7 +203,7 @@ def _start(cfg: dict) -> None:
         libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
     except Exception:
         pass
-    if cfg.get("ppid") and os.getppid() != cfg["ppid"]:
+    if cfg.get("ppid") and not cfg.get("confine") and os.getppid() != cfg["ppid"]:
         os._exit(0)  # the host died before we could watch it
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path[:] = [p for p in sys.path if p and os.path.abspath(p) != here]
@@ -256,86 +239,7 @@ def _start(cfg: dict) -> None:
     _setlimit(resource.RLIMIT_NOFILE, 256)
     global _reserve
     _reserve = bytearray(8 << 20)
-    _install_audit_hook(cfg["scratch"], bool(cfg.get("confined")))
-
-
-# ---------------------------------------------------------------------------------------------
-# Deterministic sources: a restore replays the session's cells into a fresh interpreter, so what
-# a cell reads from entropy or the wall clock must be a function of (episode seed, cell index).
-# Covered: os.urandom, random.SystemRandom/secrets, random.Random() and random.seed() without a
-# seed, uuid.uuid4, numpy's default_rng(), time.time/time_ns and what uses it without an
-# argument (localtime, gmtime, ctime, asctime, strftime), datetime's now/utcnow/today; the hash
-# seed is fixed. Not covered: monotonic and perf_counter (durations stay real), object ids.
-
-_EPOCH_NS = 1_767_225_600 * 10**9  # 2026-01-01 UTC: cell i of an episode starts i minutes later
-_TICK_NS = 1_000_000  # each reading of the wall clock advances it by 1 ms
-_entropy: list = []  # [random.Random, clock ns], per cell
-
-
-def _install_deterministic_sources() -> None:
-    import datetime
-    import random
-    import time
-
-    def urandom(size: int) -> bytes:
-        if not isinstance(size, int):
-            raise TypeError(f"'{type(size).__name__}' object cannot be interpreted as an integer")
-        if size < 0:
-            raise ValueError("negative argument not allowed")
-        return _entropy[0].randbytes(size) if _entropy else b"\0" * size
-
-    def time_ns() -> int:
-        _entropy[1] += _TICK_NS
-        return _entropy[1]
-
-    def now() -> float:
-        return time_ns() / 1e9
-
-    seed = random.Random.seed
-
-    def seeded(self: random.Random, a: object = None, version: int = 2) -> None:
-        seed(self, _entropy[0].getrandbits(128) if a is None and _entropy else a, version)
-
-    os.urandom = random._urandom = urandom  # type: ignore[attr-defined]
-    random.Random.seed = seeded  # type: ignore[method-assign]
-    time.time, time.time_ns = now, time_ns
-    for name in ("localtime", "gmtime", "ctime"):
-        real = getattr(time, name)
-        setattr(time, name, lambda secs=None, real=real: real(now() if secs is None else secs))
-    real_asctime, real_strftime = time.asctime, time.strftime
-    time.asctime = lambda t=None: real_asctime(time.localtime() if t is None else t)
-    time.strftime = lambda fmt, t=None: real_strftime(fmt, time.localtime() if t is None else t)
-
-    class Date(datetime.date):
-        @classmethod
-        def today(cls) -> Date:
-            return cls.fromtimestamp(now())
-
-    class DateTime(datetime.datetime):
-        @classmethod
-        def now(cls, tz: datetime.tzinfo | None = None) -> DateTime:
-            return cls.fromtimestamp(now(), tz)
-
-        @classmethod
-        def utcnow(cls) -> DateTime:
-            return cls.fromtimestamp(now(), datetime.timezone.utc).replace(tzinfo=None)
-
-        @classmethod
-        def today(cls) -> DateTime:
-            return cls.fromtimestamp(now())
-
-    for cls, base in ((Date, datetime.date), (DateTime, datetime.datetime)):
-        cls.__name__, cls.__qualname__, cls.__module__ = base.__name__, base.__qualname__, \
-            "datetime"
-    datetime.date, datetime.datetime = Date, DateTime  # type: ignore[misc]
-
-
-def _seed_cell(entropy: list | None) -> None:
-    """Entropy and wall clock for the cell `entropy = [episode seed, cell index]`."""
-    import random
-
-    seed, cell = entropy if isinstance(entropy, list) and len(entropy) == 2 else (0, 0)
-    _entropy[:] = [random.Random(f"axpo:{seed}:{cell}"), _EPOCH_NS + int(cell) * 60 * 10**9]
+    _install_audit_hook(cfg["scratch"])
 
 
 def _set_cpu_budget(seconds: int) -> None:
@@ -409,6 +313,11 @@ def main() -> None:
     sys.argv = [""]
     try:
         cfg = _recv(rfd)
+        sfd = cfg.get("status")
+        if isinstance(sfd, int):  # where paused processes report sessions' exits
+            cfg["status"] = fcntl.fcntl(sfd, fcntl.F_DUPFD_CLOEXEC, 100)
+            os.close(sfd)
+        cfg["pipes"] = tuple(fd for fd in (rfd, wfd, cfg.get("status")) if isinstance(fd, int))
         try:
             _start(cfg)
         except OSError as exc:  # a plan that cannot work here: say why, the host tries another
@@ -417,29 +326,64 @@ def main() -> None:
         module = types.ModuleType("__main__")
         module.__builtins__ = builtins  # type: ignore[attr-defined]
         sys.modules["__main__"] = module
-        _send(wfd, {"ready": True, "writable": os.access(cfg["scratch"], os.W_OK)})
-        pipes = [(os.fstat(fd).st_dev, os.fstat(fd).st_ino) for fd in (rfd, wfd)]
-        while True:
-            req = _recv(rfd)
-            try:
-                resp = _run_cell(module.__dict__, req, cfg["max_output"])
-            except BaseException as exc:  # our own failure (memory): still answer
-                resp = {"seq": req.get("seq"), "out": "", "err": f"[sandbox] {exc!r}"}
-            if cfg.get("confined"):  # no process a cell started outlives it
-                with contextlib.suppress(OSError):
-                    os.kill(-1, signal.SIGKILL)
-            try:  # a cell that closed or replaced our pipes must not enter the history
-                intact = [(os.fstat(fd).st_dev, os.fstat(fd).st_ino) for fd in (rfd, wfd)] == pipes
-            except OSError:
-                intact = False
-            if not intact:
-                with contextlib.suppress(OSError):
-                    _send(wfd, {"seq": req.get("seq"), "broken": True})
-                break
-            _send(wfd, resp)
+        _serve(cfg, module.__dict__, rfd, wfd)
     except (EOFError, OSError):
         pass
     os._exit(0)
+
+
+def _serve(cfg: dict, ns: dict, rfd: int, wfd: int) -> None:
+    """Answer requests until the host goes. As pid 1 of our own pid namespace (`zygote`), first
+    fork the session and stay behind, paused: a fresh interpreter to fork again."""
+    def send(msg: dict) -> None:
+        _send(wfd, msg)
+
+    def report(msg: dict) -> None:
+        with contextlib.suppress(OSError):
+            _send(cfg["status"], msg)
+
+    ready = {"ready": True, "writable": os.access(cfg["scratch"], os.W_OK)}
+    if cfg.get("zygote"):
+        _procs.block_signals()
+        with _trust():
+            first = _fork()
+            if first:
+                send({**ready, "live": first})
+                _procs.pause(send, report, _fork, first)  # returns in a new session, once woken
+            else:
+                _procs.unblock_signals()
+    else:
+        send(ready)
+    pipes = [(os.fstat(fd).st_dev, os.fstat(fd).st_ino) for fd in (rfd, wfd)]
+    while True:
+        req = _recv(rfd)
+        keep, forked = list(req.get("keep") or []), {}
+        if req.get("fork"):  # a snapshot: leave a paused copy of this session behind
+            with _trust():
+                forked = _procs.snapshot_fork(send, report, _fork)
+            if forked is None:  # we are that copy, woken as a new session
+                continue
+            keep += [forked["forked"]] if forked.get("forked") else []
+            if "code" not in req:
+                send({"seq": req.get("seq"), **forked})
+                continue
+        try:
+            resp = _run_cell(ns, req, cfg["max_output"])
+        except BaseException as exc:  # our own failure (memory): still answer
+            resp = {"seq": req.get("seq"), "out": "", "err": f"[sandbox] {exc!r}"}
+        resp.update(forked)
+        if cfg.get("confined"):  # no process a cell started outlives it
+            with _trust():
+                _procs.kill_strays(keep)
+        try:  # a cell that closed or replaced our pipes must not enter the history
+            intact = [(os.fstat(fd).st_dev, os.fstat(fd).st_ino) for fd in (rfd, wfd)] == pipes
+        except OSError:
+            intact = False
+        if not intact:
+            with contextlib.suppress(OSError):
+                send({"seq": req.get("seq"), "broken": True})
+            return
+        send(resp)
 
 
 if __name__ == "__main__":

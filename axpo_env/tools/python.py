@@ -1,26 +1,25 @@
 """The `python` tool: agent code in a sandboxed Python session that persists through an episode.
 
 One warm worker process per episode runs every cell, so a call costs a pipe round trip, not an
-interpreter start. The session's state is the tuple of cells run so far: `snapshot()` is that
-tuple, and `restore()` rebuilds a session by replaying it into a fresh worker over a freshly
-written scratch dir, which is what lets AXPO branch from any earlier turn. A cell that hangs or
-kills its worker is rolled back the same way. Isolation: bubblewrap where it works (no network, a
-read-only root, only the scratch dir writable); as root without it, private namespaces the worker
-makes itself and a uid of its own; else resource limits. Python audit hooks in all, as a second
-line only. What comes back is checked on the host: output cut to its limit, images read through
-directory handles, disk use counted whole. A diverged restore replays into a spare worker that
-`restore()` starts in the background; entropy and clocks in the sandbox follow the episode seed.
+interpreter start. The session's state is the cells run so far plus, where the sandbox has a pid
+namespace of its own, a paused copy-on-write fork of the session kept per snapshot
+(`_sandbox_forks`): restoring a diverged session wakes that fork, exact for any code, in a few
+ms. Without a fork (evicted, another process, no pid namespace) `restore()` replays the cells
+into a fresh interpreter over a freshly written scratch dir; entropy and clocks in the sandbox
+follow the episode seed, so the replay is exact for what the cells compute from those. A cell
+that hangs or kills its worker is rolled back the same way. Isolation: bubblewrap where it works
+(no network, a read-only root, only the scratch dir writable, a pid namespace); as root without
+it, private namespaces the worker makes itself (pid included) and a uid of its own; else
+resource limits. Python audit hooks in all, as a second line only. What comes back is checked on
+the host: output cut to its limit, images read through directory handles, disk use counted whole.
 """
-
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import math
 import os
 import shutil
-import stat
 import threading
 import weakref
 from concurrent.futures import Future
@@ -33,25 +32,29 @@ from axpo_env.tools._sandbox import (
     _Died,
     _new_scratch,
     _new_uid,
+    _Plan,
     _resolve_plan,
     _rmtree,
     _Timeout,
     _Worker,
 )
+from axpo_env.tools._sandbox_files import (
+    _MAX_SCAN,
+    _encode_png,
+    _load_image,
+    _scan,
+    _TooManyFiles,
+    _write_scratch,
+    copy_in,
+)
+from axpo_env.tools._sandbox_forks import Forks, SessionState, new_key
 from axpo_env.tools.base import Tool, ToolContext, ToolResult
 
 logger = logging.getLogger(__name__)
-_IMAGE_EXT = (".png", ".jpg", ".jpeg")
 _MAX_CODE = 1_000_000
-_MAX_IMAGE_BYTES = 32 << 20
-_MAX_SCAN = 20_000
+_MAX_FORK_FILES = 64 << 20  # a snapshot whose scratch dir is bigger replays instead
 _TRUNCATED = "\n...[output truncated]"
 _RESTORED = "the session was restored to its state before this call."
-
-# ---------------------------------------------------------------------------------------------
-# Files: the scratch dir, task images in, new images out.
-
-
 
 
 def _capped(text: Any, limit: int) -> str:
@@ -59,118 +62,6 @@ def _capped(text: Any, limit: int) -> str:
     if not isinstance(text, str):
         return ""
     return text if len(text) <= limit else text[:limit] + _TRUNCATED
-
-
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-class _TooManyFiles(Exception):
-    """The scratch dir holds more entries than the scan looks at: its size is unknown."""
-
-
-def _scan(root: str) -> tuple[dict[str, tuple[int, int, int]], int]:
-    """Image files under `root` with their (mtime, size, inode), and the bytes all files use.
-
-    Walked through directory handles opened without following a symlink at any depth, so a
-    cell that swaps a subdir for a link to a host dir while we look only ever shows us its own
-    files. More than `_MAX_SCAN` entries raises `_TooManyFiles`: an unseen file could be big.
-    """
-    images, total, seen = {}, 0, 0
-    stack = [("", os.open(root, _DIR_FLAGS))]
-    try:
-        while stack:
-            rel, fd = stack.pop()
-            try:
-                with os.scandir(fd) as it:
-                    for entry in it:
-                        seen += 1
-                        if seen > _MAX_SCAN:
-                            raise _TooManyFiles
-                        try:
-                            st = entry.stat(follow_symlinks=False)
-                            path = os.path.join(rel, entry.name)
-                            if stat.S_ISDIR(st.st_mode):
-                                stack.append((path, os.open(entry.name, _DIR_FLAGS, dir_fd=fd)))
-                            elif stat.S_ISREG(st.st_mode):
-                                total += st.st_blocks * 512
-                                if entry.name.lower().endswith(_IMAGE_EXT):
-                                    images[path] = (st.st_mtime_ns, st.st_size, st.st_ino)
-                        except OSError:  # gone, or swapped for a link, meanwhile
-                            continue
-            except OSError:
-                pass
-            finally:
-                os.close(fd)
-    finally:
-        for _, fd in stack:
-            os.close(fd)
-    return images, total
-
-
-def _open_beneath(root: str, rel: str) -> int:
-    """A read fd for `root/rel`, resolving each component through the last one's handle with
-    O_NOFOLLOW: no symlink, at any depth, can lead out of `root`."""
-    parts = rel.split(os.sep)
-    fd = os.open(root, _DIR_FLAGS)
-    try:
-        for part in parts[:-1]:
-            nxt = os.open(part, _DIR_FLAGS, dir_fd=fd)
-            os.close(fd)
-            fd = nxt
-        return os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
-                       dir_fd=fd)
-    finally:
-        os.close(fd)
-
-
-def _load_image(root: str, rel: str, max_pixels: int) -> tuple[Image.Image | None, str]:
-    """Read an image the sandbox wrote, refusing links, devices and decompression bombs. The
-    reasons name no error class: they must not tell a cell what exists on the host."""
-    try:
-        fd = _open_beneath(root, rel)
-    except OSError:
-        return None, "not a regular file inside the working directory"
-    try:
-        with os.fdopen(fd, "rb") as f:
-            st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_IMAGE_BYTES:
-                return None, "not a regular file of at most 32 MB"
-            data = f.read(_MAX_IMAGE_BYTES)
-        img = Image.open(io.BytesIO(data), formats=("PNG", "JPEG"))
-        if img.width * img.height > max_pixels:
-            return None, f"{img.width}x{img.height} is more than {max_pixels} pixels"
-        img.load()
-        if img.mode not in ("RGB", "RGBA", "L"):
-            img = img.convert("RGBA" if "transparency" in img.info or "A" in img.mode else "RGB")
-        return img, ""
-    except Exception:  # any decoder failure is the sandbox's problem, not ours
-        return None, "not a readable PNG/JPEG"
-
-
-def _encode_png(img: Image.Image) -> bytes:
-    if img.mode not in ("1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"):
-        img = img.convert("RGB")
-    buf = io.BytesIO()
-    img.save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
-
-
-def _write_scratch(scratch: str, pngs: list[bytes], uid: int | None) -> None:
-    """Empty the scratch dir and write the task images (PNG bytes) into it, owned by the
-    worker's uid."""
-    for entry in os.scandir(scratch):
-        if entry.is_dir(follow_symlinks=False):
-            _rmtree(entry.path)
-        else:
-            os.unlink(entry.path)
-    paths = [scratch]
-    for i, data in enumerate(pngs):
-        paths.append(os.path.join(scratch, f"image_{i}.png"))
-        with open(paths[-1], "wb") as f:
-            f.write(data)
-    if uid is not None:  # the worker runs as this uid: give it its files
-        for path in paths:
-            os.chown(path, uid, uid)
 
 
 class _Box:
@@ -217,6 +108,8 @@ class PythonTool(Tool):
         fresh_worker_per_call: start a new interpreter for each call and replay the session
             (slow; for benchmarks against the warm worker).
         scratch_root: where per-episode scratch dirs are made (default: the temp dir).
+        snapshot_forks: paused forks of the session kept for snapshots (see `restore_mode`),
+            least recently used evicted; 0 replays every diverged restore.
     """
 
     name = "python"
@@ -226,7 +119,8 @@ class PythonTool(Tool):
                  max_file_size: int = 64 << 20, disk_limit: int = 256 << 20,
                  max_output_chars: int = 8000, max_images: int = 4,
                  max_image_pixels: int = 4096 * 4096, isolation: str = "auto",
-                 fresh_worker_per_call: bool = False, scratch_root: str | None = None):
+                 fresh_worker_per_call: bool = False, scratch_root: str | None = None,
+                 snapshot_forks: int = 4):
         if isolation not in ("auto", "bwrap", "rlimits"):
             raise ValueError(f"isolation must be 'auto', 'bwrap' or 'rlimits', not {isolation!r}")
         if isolation == "bwrap" and not shutil.which("bwrap"):
@@ -236,7 +130,8 @@ class PythonTool(Tool):
             max_processes=max_processes, max_file_size=max_file_size, disk_limit=disk_limit,
             max_output_chars=max_output_chars, max_images=max_images,
             max_image_pixels=max_image_pixels, isolation=isolation,
-            fresh_worker_per_call=fresh_worker_per_call, scratch_root=scratch_root)
+            fresh_worker_per_call=fresh_worker_per_call, scratch_root=scratch_root,
+            snapshot_forks=snapshot_forks)
         self.timeout, self.isolation = float(timeout), isolation
         self.fresh_worker_per_call = fresh_worker_per_call
         self._cpu = math.ceil(cpu_limit if cpu_limit is not None else timeout + 1)
@@ -250,6 +145,9 @@ class PythonTool(Tool):
         self._stale, self._was_reset, self._uid, self._seed = True, False, None, 0
         self._pngs: tuple[tuple, list[bytes]] = ((), [])  # the task images, encoded once
         self._keep_spare = False
+        self._forks = 0 if fresh_worker_per_call else max(0, int(snapshot_forks))
+        self._token: str | None = None  # the fork key of the state self._history names
+        self._pending: tuple[str, tuple[str, ...]] | None = None  # a fork promised, not taken
 
     @property
     def schema(self) -> dict[str, Any]:
@@ -274,6 +172,19 @@ class PythonTool(Tool):
         without it "rlimits+audit", which is no security boundary (a warning says so)."""
         return _resolve_plan(self.isolation).label
 
+    @property
+    def restore_mode(self) -> str:
+        """How a diverged restore rebuilds the session: "fork" (a paused copy-on-write fork kept
+        per snapshot: exact for any code, a few ms; a snapshot whose fork was evicted, or that
+        came from another process, replays), else "replay (why)": the cells run again into a
+        fresh interpreter, exact where they are deterministic (entropy and clocks follow the
+        episode seed and the cell)."""
+        plan = _resolve_plan(self.isolation)
+        if not plan.zygote:
+            return (f"replay (isolation {plan.label!r} has no pid namespace of its own, so a "
+                    "paused fork could outlive this process)")
+        return "fork" if self._forks else "replay (snapshot_forks=0)"
+
     def spawn(self) -> PythonTool:
         return PythonTool(**self._settings)
 
@@ -282,22 +193,35 @@ class PythonTool(Tool):
         with self._lock:
             self._images, self._history = tuple(ctx.images), ()
             self._stale = self._was_reset = True
+            self._token = self._pending = None
             if self._box.worker is not None and self._box.worker.used:
                 self._box.kill()
                 self._prestart()
 
-    def snapshot(self) -> tuple[str, ...]:
-        return self._history
+    def snapshot(self) -> SessionState:
+        """The session's cells and, where a fork can be kept, its key: the fork itself is taken
+        only before the live session leaves this state (its next call or restore)."""
+        with self._lock:
+            w = self._box.worker
+            if (self._token is None and self._forks and self._history and not self._stale
+                    and w is not None and w.forks is not None and w.history == self._history
+                    and os.getpid() == self._box.pid and w.alive()):
+                self._token = new_key()
+                self._pending = (self._token, self._history)
+            return SessionState(self._history, self._token)
 
     def restore(self, state: Any) -> None:
-        """Go back to a snapshot; the session is rebuilt (replayed) lazily at the next call."""
-        state = () if state is None else state
-        if not isinstance(state, (tuple, list)) or not all(isinstance(c, str) for c in state):
+        """Go back to a snapshot; the session is rebuilt lazily at the next call, from its fork
+        when this tool keeps one, else by a replay (see `restore_mode`)."""
+        cells, key = (state.cells, state.fork) if isinstance(state, SessionState) else (
+            () if state is None else state, None)
+        if not isinstance(cells, (tuple, list)) or not all(isinstance(c, str) for c in cells):
             raise SnapshotError("a PythonTool state is a tuple of code strings (from snapshot())")
         with self._lock:
-            self._history = tuple(state)
+            self._history, self._token = tuple(cells), key if isinstance(key, str) else None
             w = self._box.worker
-            if w is not None and w.used and w.history != self._history[: len(w.history)]:
+            if (w is not None and w.used and w.forks is None
+                    and w.history != self._history[: len(w.history)]):
                 self._keep_spare = True  # branching: from now on keep one spare ready
                 self._start_spare()  # while the policy generates, not at the next call
 
@@ -322,8 +246,15 @@ class PythonTool(Tool):
             request = {"code": code, "name": f"<cell {len(self._history)}>", "cpu": self._cpu,
                        "entropy": [self._seed, len(self._history)]}
             try:
+                take = self._promised(worker, scratch)  # forked before the cell, in one trip
+                if take is not None:
+                    request["fork"] = True
+                if worker.forks is not None and worker.forks.forks:
+                    request["keep"] = worker.forks.keep()
                 before, _ = _scan(scratch)
                 resp = worker.request(request, self.timeout)
+                if take is not None and (why := worker.forks.adopt(*take, resp)):
+                    logger.info("python tool: a snapshot will replay (no fork: %s)", why)
                 after, used = _scan(scratch)
                 if used > self._settings["disk_limit"]:
                     raise _Died("disk")
@@ -333,7 +264,7 @@ class PythonTool(Tool):
                 self._box.kill()
                 return ToolResult(note + self._failure(why))
             worker.history += (code,)
-            self._history = worker.history
+            self._history, self._token = worker.history, None
             images, lines = self._collect(scratch, before, after)
             if self.fresh_worker_per_call:
                 self._box.kill()
@@ -366,6 +297,12 @@ class PythonTool(Tool):
     def _ensure_worker(self) -> str:
         """Bring a worker to `self._history` (rebuild + replay if needed); a note if that failed."""
         box, w = self._box, self._box.worker
+        if (w is not None and w.forks is not None and w.history != self._history
+                and not self._stale and os.getpid() == box.pid and w.alive()):
+            fork = w.forks.get(self._token, self._history)
+            if fork is not None or w.history != self._history[: len(w.history)]:
+                self._switch(w, fork)
+            w = box.worker
         if w is not None and (self.fresh_worker_per_call or not w.alive()
                               or (self._stale and w.used)
                               or w.history != self._history[: len(w.history)]):
@@ -385,13 +322,19 @@ class PythonTool(Tool):
             self._prepare_scratch()
         if w is None:
             try:
-                w = box.worker = _Worker(plan, box.scratch, self._uid, self._limits)  # type: ignore
+                w = box.worker = _Worker(plan, box.scratch, self._uid,  # type: ignore[arg-type]
+                                         self._worker_limits(plan))
             except (_Died, OSError):  # the details may name host paths: the log gets them
                 logger.warning("python tool: the sandbox could not start", exc_info=True)
                 raise ToolCallError("the Python sandbox could not start; try again") from None
+        if w.plan.zygote and w.forks is None:
+            w.forks = Forks(w, self._forks, min(_MAX_FORK_FILES, self._settings["disk_limit"]),
+                            self._settings["scratch_root"])
         for cell in self._history[len(w.history):]:
             request = {"code": cell, "name": f"<cell {len(w.history)}>", "silent": True,
                        "cpu": 2 * self._cpu + 1, "entropy": [self._seed, len(w.history)]}
+            if w.forks is not None and w.forks.forks:
+                request["keep"] = w.forks.keep()
             try:
                 w.request(request, 2 * self.timeout + 1)
             except (_Died, _Timeout):
@@ -402,6 +345,47 @@ class PythonTool(Tool):
                         "calls were restored.\n")
             w.history += (cell,)
         return ""
+
+    def _worker_limits(self, plan: _Plan) -> dict[str, int]:
+        """With a zygote, its pid 1 and the paused forks count against the process limit too."""
+        extra = self._forks + 2 if plan.zygote else 0
+        return {**self._limits, "nproc": self._limits["nproc"] + extra}
+
+    def _switch(self, w: _Worker, fork: Any) -> None:
+        """Leave the live session for `fork`'s copy (None: a fresh one from the zygote, which
+        the caller then replays into); if that fails, end the sandbox (the caller replays)."""
+        try:
+            self._materialize()  # the state being left may be a snapshot's
+
+            def refill(files: str | None) -> None:
+                if files is None:
+                    self._prepare_scratch()
+                else:
+                    copy_in(files, self._box.scratch, self._uid)  # type: ignore[arg-type]
+
+            w.forks.switch(fork, refill)
+        except (_Died, _Timeout, OSError):
+            logger.info("python tool: switching the session failed; replaying", exc_info=True)
+            self._box.kill()
+
+    def _promised(self, w: _Worker, scratch: str) -> tuple | None:
+        """(key, cells, files) of the fork a snapshot promised of the live state, with its copy
+        of the scratch dir taken; the call about to change that state forks first."""
+        pending, self._pending = self._pending, None
+        if pending is None or w.forks is None or w.history != pending[1]:
+            return None
+        files = w.forks.copy(scratch)
+        return None if files is None else (*pending, files)
+
+    def _materialize(self) -> None:
+        """Take the fork a snapshot promised, before the live session leaves that state."""
+        pending, self._pending = self._pending, None
+        w = self._box.worker
+        if pending is None or w is None or w.forks is None or w.history != pending[1]:
+            return
+        why = w.forks.take(pending[0], pending[1], self._box.scratch, self.timeout)  # type: ignore
+        if why:
+            logger.info("python tool: a snapshot will replay (no fork: %s)", why)
 
     def _prestart(self) -> None:
         """Write the new episode's scratch dir and start its worker in the background: by the
@@ -414,7 +398,8 @@ class PythonTool(Tool):
 
         def start() -> _Worker:
             _write_scratch(box.scratch, [_encode_png(im) for im in images], uid)  # type: ignore
-            return _Worker(_resolve_plan(self.isolation), box.scratch, uid, self._limits)  # type: ignore
+            plan = _resolve_plan(self.isolation)
+            return _Worker(plan, box.scratch, uid, self._worker_limits(plan))  # type: ignore
 
         self._start_in_background(start, images, uid)
 
@@ -431,7 +416,8 @@ class PythonTool(Tool):
         uid = _new_uid() if plan.drop else None
 
         def start() -> _Worker:  # the dir is not its uid's yet: adoption chowns it
-            return _Worker(plan, box.scratch, uid, self._limits, check_writable=False)  # type: ignore
+            return _Worker(plan, box.scratch, uid, self._worker_limits(plan),  # type: ignore
+                           check_writable=False)
 
         self._start_in_background(start, None, uid)
 
