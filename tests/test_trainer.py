@@ -376,7 +376,7 @@ def shared_prompt_rows(policy):
             mask = torch.zeros(len(full) - 1)
             mask[trained_from - 1:] = 1
             advantages = torch.full_like(mask, 0.5 - n)
-            rows.append(TrainSample(Trajectory("t", n, prompt=TokenPrompt(full)), advantages,
+            rows.append(TrainSample(Trajectory("t", n, sequence=TokenPrompt(full)), advantages,
                                     mask))
     return rows
 
@@ -386,7 +386,7 @@ def test_rows_sharing_a_prompt_run_it_once_with_the_same_logprobs_and_gradient(t
                       HFPolicy.from_pretrained(tiny.cached("text")))
     rows = shared_prompt_rows(trainer.policy)
     params = list(trainer.policy.model.parameters())
-    prompts = [r.trajectory.prompt for r in rows]
+    prompts = [r.trajectory.sequence for r in rows]
     assert trainer._shares_prefixes(prompts, [int(r.mask.nonzero()[0]) for r in rows])
 
     def run():
