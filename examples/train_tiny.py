@@ -34,7 +34,7 @@ from agents.rollout import rollout
 from algorithms.config import AXPOConfig, GRPOConfig, SFTConfig
 from algorithms.sft import train_sft
 from algorithms.trainer import Trainer
-from axpo_env.tasks.zoom_boxes import write_expert_demos
+from axpo_env.tasks.zoom_boxes import SIZES, write_expert_demos
 from evaluation.metrics import thinking_acting_gap
 
 ENV = "AXPO-ZoomBoxes-v0"
@@ -123,7 +123,8 @@ def study(args: argparse.Namespace, runs: list[str], seed: int) -> dict[str, Any
                   learning_rate=args.lr, temperature=1.0, seed=seed, save_steps=args.steps,
                   report_to=["jsonl", "csv"],
                   epsilon_high=0.4, beta=0.0,  # the paper's clip for all; no KL: a 2x faster demo
-                  task_ids=[f"train-{i}" for i in range(args.demos, 600)])  # not the SFT demos
+                  # RL on the train items the SFT demos did not use
+                  task_ids=[f"train-{i}" for i in range(args.demos, SIZES["train"])])
     histories = {}
     for run in runs:
         algo, overrides = RUNS[run]

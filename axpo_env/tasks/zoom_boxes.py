@@ -64,14 +64,12 @@ def _keys(split: str) -> list[_Key]:
     home = [k for k in keys if k[0][k[2]] == k[2]]
     away = [k for k in keys if k[0][k[2]] != k[2]]
     home, away = ([pool[i] for i in rng.permutation(len(pool))] for pool in (home, away))
-    test_home = round(SIZES["test"] * HOME_SHARE)
-    train_home = round(SIZES["train"] * HOME_SHARE)
-    if split == "test":
-        chosen = home[:test_home] + away[:SIZES["test"] - test_home]
-    else:
-        chosen = (home[test_home:test_home + train_home]
-                  + away[SIZES["test"] - test_home:SIZES["test"] + SIZES["train"] - test_home
-                         - train_home])
+    at_home = {name: round(size * HOME_SHARE) for name, size in SIZES.items()}
+    # the test split takes the first items of each pool, the train split the ones after them
+    home_from, away_from = (0, 0) if split == "test" else (
+        at_home["test"], SIZES["test"] - at_home["test"])
+    chosen = (home[home_from:home_from + at_home[split]]
+              + away[away_from:away_from + SIZES[split] - at_home[split]])
     return [chosen[i] for i in np.random.default_rng(len(chosen)).permutation(len(chosen))]
 
 
