@@ -6,25 +6,32 @@ GRPO at AXPO's rollout budget side by side from the same start and seeds, on CPU
     python examples/train_tiny.py --runs grpo,axpo,axpo-random,arpo
 
 The task (AXPO-ZoomBoxes-v0) shows four coloured boxes, each filled with a pattern too fine to
-see at the resolution the model sees the whole image, and asks for the pattern of one box: the
-model is right only if its `crop` call's bbox lands on the named box. SFT on scripted
-demonstrations teaches the format, the reading of a crop and where each colour's box usually
-is; cropping the named box more often is what RL improves, and a wrong box is the failure AXPO's
-resampling of the call (from a fixed thinking prefix) fixes. Prints a per-step table (accuracy,
-tool-use rate, all-wrong shares of the tool-using and no-tool subgroups, AXPO's recovery rate)
-and held-out test accuracy before and after each run; writes runs/tiny/comparison.png. `--runs`
-adds the paper's ablations and baselines (Table 2 and 3), each a name in RUNS.
+see at the resolution the model sees the whole image, and asks for the pattern of one box: a
+crop of the named box shows it; a crop of another box shows that box's pattern (right by chance
+a quarter of the time). SFT on scripted demonstrations teaches the format, the reading of a
+crop and, on some seeds, where each colour's box usually is; cropping the named box more often
+is what RL improves, and a wrong box is the failure AXPO's resampling of the call (from a fixed
+thinking prefix) fixes. The SFT of each seed, then every run from it, run in worker processes
+of one torch thread each, side by side on the cores: the results do not depend on the
+machine's thread count. Prints a per-step table (accuracy, tool-use rate, all-wrong shares of
+the tool-using and no-tool subgroups, AXPO's recovery rate) and held-out test accuracy before
+and after each run; writes runs/tiny/comparison.png. `--runs` adds the paper's ablations and
+baselines (Table 2 and 3), each a name in RUNS.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 import axpo_env  # noqa: F401
 from agents import tiny
@@ -108,37 +115,74 @@ KEYS = ("accuracy", "tool_use_rate", "all_wrong_tool_subgroup_share",
         "all_wrong_no_tool_subgroup_share", "axpo/recovery_rate")
 
 
-def study(args: argparse.Namespace, runs: list[str], seed: int) -> dict[str, Any]:
-    """One seed of the comparison: SFT start, then each run from it; held-out results and the
-    per-step histories."""
-    out = args.out / f"seed{seed}" if args.seeds > 1 else args.out
+def sft_job(args: argparse.Namespace, seed: int) -> tuple[Path, dict[str, float]]:
+    """One seed's SFT start and its held-out result (in a worker process, one thread)."""
     t0 = time.perf_counter()
-    sft = sft_start(out, args.sft_steps, args.demos, seed=seed)
-    result = {"SFT start": evaluate(load(sft), args.eval_tasks)}
-    print(f"\nseed {seed}: SFT start ({time.perf_counter() - t0:.0f} s): test accuracy "
-          f"{result['SFT start']['accuracy']:.3f}, tool use "
-          f"{result['SFT start']['tool_use_rate']:.3f}")
-    common = dict(model=str(sft), env_id=ENV, max_steps=args.steps, tasks_per_step=8,
-                  num_generations=8, max_completion_length=MAX_NEW_TOKENS, max_turns=3,
-                  learning_rate=args.lr, temperature=1.0, seed=seed, save_steps=args.steps,
-                  report_to=["jsonl", "csv"],
+    sft = sft_start(seed_dir(args, seed), args.sft_steps, args.demos, seed=seed)
+    start = evaluate(load(sft), args.eval_tasks)
+    print(f"seed {seed}: SFT start ({time.perf_counter() - t0:.0f} s): test accuracy "
+          f"{start['accuracy']:.3f}, tool use {start['tool_use_rate']:.3f}", flush=True)
+    return sft, start
+
+
+def rl_job(args: argparse.Namespace, sft: Path, run: str, seed: int) -> tuple[list, dict]:
+    """One run from an SFT start: its per-step history and held-out result (in a worker)."""
+    t0 = time.perf_counter()
+    algo, overrides = RUNS[run]
+    common = dict(model=str(sft), env_id=ENV, max_steps=args.steps,
+                  tasks_per_step=args.tasks_per_step, num_generations=8,
+                  max_completion_length=MAX_NEW_TOKENS, max_turns=3, learning_rate=args.lr,
+                  temperature=1.0, seed=seed, save_steps=args.steps, report_to=["jsonl", "csv"],
                   epsilon_high=0.4, beta=0.0,  # the paper's clip for all; no KL: a 2x faster demo
                   # RL on the train items the SFT demos did not use
                   task_ids=[f"train-{i}" for i in range(args.demos, SIZES["train"])])
-    histories = {}
-    for run in runs:
-        algo, overrides = RUNS[run]
-        cls = AXPOConfig if algo == "axpo" else GRPOConfig
-        config = cls(output_dir=str(out / run), **{**common, **overrides})
-        trainer = Trainer(algo, config, load(sft))
-        histories[run] = trainer.train()
-        result[f"after {run}"] = evaluate(trainer.policy, args.eval_tasks)
-        hist = histories[run]
-        result[f"after {run}"].update(
-            resamples=sum(h.get("axpo/resamples", 0.0) for h in hist),
-            resamples_correct=sum(h.get("axpo/resamples_correct", 0.0) for h in hist),
-            trained_rollouts=sum(h.get("trained_rollouts", 0.0) for h in hist))
-    return {"held_out": result, "histories": histories}
+    cls = AXPOConfig if algo == "axpo" else GRPOConfig
+    config = cls(output_dir=str(seed_dir(args, seed) / run), **{**common, **overrides})
+    trainer = Trainer(algo, config, load(sft))
+    history = trainer.train()
+    result = evaluate(trainer.policy, args.eval_tasks)
+    result.update(
+        resamples=sum(h.get("axpo/resamples", 0.0) for h in history),
+        resamples_correct=sum(h.get("axpo/resamples_correct", 0.0) for h in history),
+        trained_rollouts=sum(h.get("trained_rollouts", 0.0) for h in history))
+    print(f"seed {seed}: {run} ({time.perf_counter() - t0:.0f} s): test accuracy "
+          f"{result['accuracy']:.3f}, tool use {result['tool_use_rate']:.3f}", flush=True)
+    return history, result
+
+
+def seed_dir(args: argparse.Namespace, seed: int) -> Path:
+    return args.out / f"seed{seed}" if args.seeds > 1 else args.out
+
+
+def _one_thread() -> None:
+    """Worker set-up: one torch thread each, so jobs share the cores side by side (faster on
+    these small matrices than two threads on one job) and results do not depend on the
+    machine's thread count."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def study(args: argparse.Namespace, runs: list[str]) -> list[dict[str, Any]]:
+    """The comparison over seeds: every seed's SFT start, then every run from it, each in a
+    worker process; per seed, held-out results and per-step histories."""
+    workers = (os.cpu_count() or 1) + 1  # one spare so no core idles while a round ends
+    ctx = multiprocessing.get_context("spawn")
+    seeds = range(args.seeds)
+    with ProcessPoolExecutor(min(workers, args.seeds), ctx, _one_thread) as pool:
+        starts = list(pool.map(sft_job, [args] * args.seeds, seeds))
+    jobs = [(seed, run) for seed in seeds for run in runs]
+    os.environ["TQDM_DISABLE"] = "1"  # the workers' step bars would overwrite each other
+    with ProcessPoolExecutor(min(workers, len(jobs)), ctx, _one_thread) as pool:
+        futures = {job: pool.submit(rl_job, args, starts[job[0]][0], job[1], job[0])
+                   for job in jobs}
+        for _ in tqdm(as_completed(futures.values()), "RL runs", len(jobs), unit="run"):
+            pass
+        done = {job: f.result() for job, f in futures.items()}
+    del os.environ["TQDM_DISABLE"]
+    return [{"held_out": {"SFT start": starts[seed][1],
+                          **{f"after {run}": done[seed, run][1] for run in runs}},
+             "histories": {run: done[seed, run][0] for run in runs}} for seed in seeds]
 
 
 def mean_se(values: list[float]) -> str:
@@ -150,8 +194,10 @@ def mean_se(values: list[float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=10, help="RL steps per run")
-    parser.add_argument("--sft-steps", type=int, default=800)
+    parser.add_argument("--steps", type=int, default=8, help="RL steps per run")
+    parser.add_argument("--tasks-per-step", type=int, default=4,
+                        help="questions per RL step (each sampled num_generations=8 times)")
+    parser.add_argument("--sft-steps", type=int, default=400)
     parser.add_argument("--demos", type=int, default=256, help="expert episodes for SFT (< 600)")
     parser.add_argument("--lr", type=float, default=2e-4, help="RL learning rate")
     parser.add_argument("--out", type=Path, default=Path("runs/tiny"))
@@ -166,7 +212,7 @@ def main() -> None:
     if unknown := [r for r in runs if r not in RUNS]:
         parser.error(f"unknown run(s) {', '.join(unknown)}; choose from {', '.join(RUNS)}")
     t0 = time.perf_counter()
-    seeds = [study(args, runs, seed) for seed in range(args.seeds)]
+    seeds = study(args, runs)
 
     n = len(seeds)
     print(f"\nper step, mean over {n} seed(s); all_wrong_*: share of question groups whose "
