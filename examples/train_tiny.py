@@ -29,6 +29,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -172,14 +173,15 @@ def study(args: argparse.Namespace, runs: list[str]) -> list[dict[str, Any]]:
     with ProcessPoolExecutor(min(workers, args.seeds), ctx, _one_thread) as pool:
         starts = list(pool.map(sft_job, [args] * args.seeds, seeds))
     jobs = [(seed, run) for seed in seeds for run in runs]
-    os.environ["TQDM_DISABLE"] = "1"  # the workers' step bars would overwrite each other
-    with ProcessPoolExecutor(min(workers, len(jobs)), ctx, _one_thread) as pool:
+    # the workers inherit it: their step bars would overwrite each other (restored after, also
+    # when a run fails, to whatever the user had)
+    with (mock.patch.dict(os.environ, TQDM_DISABLE="1"),
+          ProcessPoolExecutor(min(workers, len(jobs)), ctx, _one_thread) as pool):
         futures = {job: pool.submit(rl_job, args, starts[job[0]][0], job[1], job[0])
                    for job in jobs}
         for _ in tqdm(as_completed(futures.values()), "RL runs", len(jobs), unit="run"):
             pass
         done = {job: f.result() for job, f in futures.items()}
-    del os.environ["TQDM_DISABLE"]
     return [{"held_out": {"SFT start": starts[seed][1],
                           **{f"after {run}": done[seed, run][1] for run in runs}},
              "histories": {run: done[seed, run][0] for run in runs}} for seed in seeds]
