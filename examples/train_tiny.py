@@ -134,9 +134,7 @@ def rl_job(args: argparse.Namespace, sft: Path, run: str, seed: int) -> tuple[li
                   tasks_per_step=args.tasks_per_step, num_generations=8,
                   max_completion_length=MAX_NEW_TOKENS, max_turns=3, learning_rate=args.lr,
                   temperature=1.0, seed=seed, save_steps=args.steps, report_to=["jsonl", "csv"],
-                  epsilon_high=0.4, beta=0.0,  # the paper's clip for all; no KL: a 2x faster demo
-                  # RL on the train items the SFT demos did not use
-                  task_ids=[f"train-{i}" for i in range(args.demos, SIZES["train"])])
+                  epsilon_high=0.4, beta=0.0)  # the paper's clip for all; no KL: a 2x faster demo
     cls = AXPOConfig if algo == "axpo" else GRPOConfig
     config = cls(output_dir=str(seed_dir(args, seed) / run), **{**common, **overrides})
     trainer = Trainer(algo, config, load(sft))
@@ -199,9 +197,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8, help="RL steps per run")
     parser.add_argument("--tasks-per-step", type=int, default=4,
                         help="questions per RL step (each sampled num_generations=8 times)")
-    parser.add_argument("--sft-steps", type=int, default=400)
-    parser.add_argument("--demos", type=int, default=256, help="expert episodes for SFT (< 600)")
-    parser.add_argument("--lr", type=float, default=2e-4, help="RL learning rate")
+    parser.add_argument("--sft-steps", type=int, default=300)
+    parser.add_argument("--demos", type=int, default=SIZES["demo"],
+                        help=f"expert episodes for SFT (<= {SIZES['demo']})")
+    parser.add_argument("--lr", type=float, default=3e-4, help="RL learning rate")
     parser.add_argument("--out", type=Path, default=Path("runs/tiny"))
     parser.add_argument("--eval-tasks", type=int, default=32, help="held-out tasks (<= 120)")
     parser.add_argument("--seeds", type=int, default=1,
@@ -213,6 +212,10 @@ def main() -> None:
     runs = args.runs.split(",")
     if unknown := [r for r in runs if r not in RUNS]:
         parser.error(f"unknown run(s) {', '.join(unknown)}; choose from {', '.join(RUNS)}")
+    if not 1 <= args.demos <= SIZES["demo"]:
+        parser.error(f"--demos must be in [1, {SIZES['demo']}], got {args.demos}")
+    if not 1 <= args.eval_tasks <= SIZES["test"]:
+        parser.error(f"--eval-tasks must be in [1, {SIZES['test']}], got {args.eval_tasks}")
     t0 = time.perf_counter()
     seeds = study(args, runs)
 

@@ -13,11 +13,13 @@ import axpo_env  # noqa: F401
 from algorithms.sft import load_sft_dataset, tokenize_example
 from axpo_env.tasks import PAPER_BENCHMARKS
 from axpo_env.tasks.zoom_boxes import (
-    HOME_SHARE,
+    COLOURS,
+    HOME_SHARES,
     PATTERNS,
     ZoomBoxes,
     expert_turns,
     write_expert_demos,
+    zoom_box,
 )
 
 ENV = "AXPO-ZoomBoxes-v0"
@@ -106,19 +108,30 @@ def test_splits_never_overlap_and_are_deterministic():
         ZoomBoxes("validation").load_items()
 
 
-def test_the_asked_box_sits_in_its_colours_home_slot_in_the_home_share_of_each_split():
-    """Red's home is the top left slot, green's the top right, blue's the bottom left, yellow's
-    the bottom right: 0.7 of each split asks about a box at home, the rest about one elsewhere."""
-    homes = {"red": [48, 48, 80, 80], "green": [176, 48, 208, 80], "blue": [48, 176, 80, 208],
-             "yellow": [176, 176, 208, 208]}
-    assert HOME_SHARE == 0.7
-    for split, size in (("train", 600), ("test", 120)):
+def test_the_tasks_lean_to_the_home_slot_and_the_demonstrations_do_not():
+    """0.9 of the train and test items ask about the box in the top left slot, the rest about
+    one elsewhere; the demo split asks about every slot alike (a quarter each), so a model
+    trained on its demonstrations has no place prior for RL to build on; no two splits share
+    an item."""
+    assert HOME_SHARES == {"test": 0.9, "train": 0.9, "demo": 0.25}
+    keys = {}
+    for split, size in (("train", 600), ("test", 120), ("demo", 256)):
         task = ZoomBoxes(split)
-        at_home = [task.items[i].metadata["box"] == homes[task.items[i].metadata["colour"]]
-                   for i in range(len(task))]
-        assert sum(at_home) == round(0.7 * size)
-        asked = {task.items[i].metadata["colour"] for i in range(len(task)) if not at_home[i]}
-        assert asked == set(homes)  # every colour is also asked about away from home
+        items = [task.items[i] for i in range(len(task))]
+        assert len(items) == size
+        slots = [[zoom_box(s) for s in range(4)].index(it.metadata["box"]) for it in items]
+        counts = [slots.count(s) for s in range(4)]
+        if split == "demo":  # the home slot a quarter; the rest drawn among the other three
+            assert counts[0] == 64 and all(50 <= c <= 78 for c in counts[1:])
+        else:
+            assert counts[0] == round(0.9 * size) and sum(counts[1:]) == size - counts[0]
+            asked = {it.metadata["colour"] for it, s in zip(items, slots) if s != 0}
+            assert asked == set(COLOURS)  # every colour is also asked about away from home
+        keys[split] = {(tuple(map(tuple, it.metadata["boxes"].values())),
+                        tuple(it.metadata["patterns"].values()), it.metadata["colour"])
+                       for it in items}
+        assert len(keys[split]) == size
+    assert not keys["train"] & keys["test"] and not keys["demo"] & (keys["train"] | keys["test"])
 
 
 def test_expert_demos_round_trip_through_the_sft_loader(tmp_path):
@@ -136,7 +149,7 @@ def test_expert_demos_round_trip_through_the_sft_loader(tmp_path):
         assert drill["messages"][1]["content"][0]["image"] == crop  # the episode's crop alone
         assert drill["messages"][2] == episode["messages"][4]  # answered as the episode is
     assert len(load_sft_dataset(write_expert_demos(tmp_path / "plain", 3, drills=False))) == 3
-    item = ZoomBoxes("train").items[0]
+    item = ZoomBoxes("demo").items[0]  # the demonstrations play the demo split
     assert examples[0]["messages"][-1]["content"][-1]["text"].endswith(f"<answer>{item.answer}"
                                                                        "</answer>")
     processor = HFPolicy.from_pretrained(tiny.cached("vl")).processor

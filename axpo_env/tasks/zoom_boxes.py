@@ -15,20 +15,22 @@ each box's pattern on its own (rather than four different ones) keeps a crop of 
 (0.25 + 0.75 * 0.25 = 0.44) better than answering without one (0.25): with four different
 patterns the two paid the same, and RL from a start that crops at random dropped the tool.
 
-Each colour has a home slot (red top left, green top right, blue bottom left, yellow bottom
-right) where the asked box sits in `HOME_SHARE` of the items, and elsewhere otherwise: a prior
-the model can learn from the question alone (a tiny model does not learn within minutes to bind
-a colour word to where that colour is in the image). Sampling at temperature 1 from a model
-that learned it crops the right box `HOME_SHARE**2 + (1 - HOME_SHARE)**2 / 3` of the time (0.52),
-and RL has headroom up to `HOME_SHARE` by sharpening it, and beyond by looking. Measured: the
-tiny model of `examples/train_tiny.py` learns the prior in SFT on some seeds and not on others
-(a sudden transition, between 300 and 600+ steps); format and reading it learns on every seed.
+The asked box sits in the top left slot (the home slot) in 0.9 of the train and test items,
+anywhere else otherwise; in the `demo` split, whose items the expert demonstrations play, it
+sits in every slot alike. So an agent trained on the demonstrations crops a box at random (a
+place prior it never saw), and RL on the tasks has the call's bbox to fix: cropping the top
+left box pays 0.9 + 0.1 * 0.25 = 0.925, a random one 0.25 + 0.75 * 0.25 = 0.44, and beyond the
+prior, by looking, 1. A prior shared by all colours, not one home per colour: a tiny model learns
+within minutes where the box usually is, not which word goes with which place (a home per
+colour was learned in SFT on some seeds and not on others, and by RL not at all).
 
-Items come in a seeded order: `split="train"` (600) and `split="test"` (120) never overlap.
+Items come in a seeded order: `split="train"` (600), `"test"` (120) and `"demo"` (256) never
+overlap.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 from collections.abc import Sequence
@@ -42,8 +44,11 @@ from axpo_env.protocol import render_answer, render_tool_call
 from axpo_env.tasks import demos
 from axpo_env.tasks.base import LazyItems, Task, TaskItem
 
-SIZES = {"train": 600, "test": 120}
-HOME_SHARE = 0.7  # the share of items whose asked box is in its colour's home slot
+SIZES = {"test": 120, "train": 600, "demo": 256}
+HOME_SLOT = 0  # the top left
+#: The share of each split's items whose asked box sits in the home slot: the tasks lean to
+#: it; the demonstrations do not (0.25: every slot alike).
+HOME_SHARES = {"test": 0.9, "train": 0.9, "demo": 0.25}
 SIDE, SLOT = 256, 128  # image side and box (slot) side, pixels
 GRID = SIDE // SLOT
 FRAME = 8  # frame width, pixels
@@ -56,25 +61,28 @@ PATTERNS = ("horizontal", "vertical", "checkered", "plain")
 _Key = tuple[tuple[int, ...], tuple[int, ...], int]
 
 
-def _keys(split: str) -> list[_Key]:
+@functools.cache  # every env instance loads its split: build it once per process
+def _keys(split: str) -> tuple[_Key, ...]:
     """A split's items, drawn without replacement from all 24 box layouts x 256 pattern
-    assignments x 4 questions, `HOME_SHARE` of each split with the asked box at home (colour i's
-    home is slot i), in a seeded order; the two splits share no item."""
+    assignments x 4 questions, `HOME_SHARES[split]` of them with the asked box in the home
+    slot, in a seeded order; no two splits share an item."""
     rng = np.random.default_rng(2026_11)
     keys = [(slots, patterns, asked)
             for slots in itertools.permutations(range(GRID * GRID), len(COLOURS))
             for patterns in itertools.product(range(len(PATTERNS)), repeat=len(COLOURS))
             for asked in range(len(COLOURS))]
-    home = [k for k in keys if k[0][k[2]] == k[2]]
-    away = [k for k in keys if k[0][k[2]] != k[2]]
+    home = [k for k in keys if k[0][k[2]] == HOME_SLOT]
+    away = [k for k in keys if k[0][k[2]] != HOME_SLOT]
     home, away = ([pool[i] for i in rng.permutation(len(pool))] for pool in (home, away))
-    at_home = {name: round(size * HOME_SHARE) for name, size in SIZES.items()}
-    # the test split takes the first items of each pool, the train split the ones after them
-    home_from, away_from = (0, 0) if split == "test" else (
-        at_home["test"], SIZES["test"] - at_home["test"])
-    chosen = (home[home_from:home_from + at_home[split]]
-              + away[away_from:away_from + SIZES[split] - at_home[split]])
-    return [chosen[i] for i in np.random.default_rng(len(chosen)).permutation(len(chosen))]
+    # the splits take consecutive runs of each pool, in SIZES order
+    for name, size in SIZES.items():
+        at_home = round(size * HOME_SHARES[name])
+        chosen, home, away = home[:at_home] + away[:size - at_home], home[at_home:], away[
+            size - at_home:]
+        if name == split:
+            order = np.random.default_rng(len(chosen)).permutation(len(chosen))
+            return tuple(chosen[i] for i in order)
+    raise ValueError(f"ZoomBoxes has splits {sorted(SIZES)}, not {split!r}")
 
 
 def slot_box(slot: int) -> list[int]:
@@ -92,6 +100,7 @@ def zoom_box(slot: int) -> list[int]:
     return [x1 + q, y1 + q, x2 - q, y2 - q]
 
 
+@functools.cache  # 16 distinct fills; drawing one costs more than the rest of an image
 def _fill(pattern: str, colour: tuple[int, int, int], side: int) -> np.ndarray:
     """A side x side fill in two shades of `colour` whose every 2x2 block averages to the same
     tint (so downscaling by 2 or more erases the pattern, not the colour); drawn from even
@@ -104,7 +113,9 @@ def _fill(pattern: str, colour: tuple[int, int, int], side: int) -> np.ndarray:
         out = np.broadcast_to((light + dark) / 2, (side, side, 3))
     else:
         out = np.where(ink[..., None] == 1, light, dark)
-    return np.round(out).astype(np.uint8)
+    out = np.round(out).astype(np.uint8)
+    out.flags.writeable = False  # shared by every image drawn with it
+    return out
 
 
 def _image(slots: Sequence[int], patterns: Sequence[int]) -> Image.Image:
@@ -163,13 +174,13 @@ def expert_turns(item: TaskItem, colour: str | None = None) -> list[str]:
 
 
 def write_expert_demos(folder: str | Path, count: int, drills: bool = True) -> Path:
-    """Write `count` scripted expert episodes of the train split as SFT JSONL
+    """Write `count` scripted expert episodes of the demo split as SFT JSONL
     (`folder/demos.jsonl`; see `axpo_env.tasks.demos.write_expert_demos`), and with `drills` one
     reading drill per episode after them: the episode's crop alone, asked for its pattern and
     answered as the episode's second turn is. The drills teach the reading of a crop directly,
     in ~80 tokens instead of ~280: without them a tiny model learns to read the crop inside
     episodes only after 300-500 SFT steps, and on some seeds not by then."""
-    path = demos.write_expert_demos(ZoomBoxes.env_id, expert_turns, folder, count)
+    path = demos.write_expert_demos(ZoomBoxes.env_id, expert_turns, folder, count, "demo")
     if not drills:
         return path
     episodes = [json.loads(line) for line in path.read_text().splitlines()]
