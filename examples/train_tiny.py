@@ -8,12 +8,13 @@ GRPO at AXPO's rollout budget side by side from the same start and seeds, on CPU
 The task (AXPO-ZoomBoxes-v0) shows four coloured boxes, each filled with a pattern too fine to
 see at the resolution the model sees the whole image, and asks for the pattern of one box: a
 crop of the named box shows it; a crop of another box shows that box's pattern (right by chance
-a quarter of the time). SFT on scripted demonstrations teaches the format, the reading of a
-crop and, on some seeds, where each colour's box usually is; cropping the named box more often
-is what RL improves, and a wrong box is the failure AXPO's resampling of the call (from a fixed
-thinking prefix) fixes. The SFT of each seed, then every run from it, run in worker processes
-of one torch thread each, side by side on the cores: the results do not depend on the
-machine's thread count. Prints a per-step table (accuracy, tool-use rate, all-wrong shares of
+a quarter of the time). The asked box sits in the top left slot in 0.9 of the tasks; the
+scripted demonstrations SFT learns from play a split where it sits anywhere alike. So SFT
+teaches the format and the reading of a crop and leaves the crop's place at random; where to
+crop is what RL learns, and a crop of the wrong box is the failure AXPO's resampling of the call
+(from a fixed thinking prefix) fixes. The SFT of each seed, then every run from it, run in
+worker processes of one torch thread each, side by side on the cores: the results do not depend
+on the machine's thread count. Prints a per-step table (accuracy, tool-use rate, all-wrong shares of
 the tool-using and no-tool subgroups, AXPO's recovery rate) and held-out test accuracy before
 and after each run; writes runs/tiny/comparison.png. `--runs` adds the paper's ablations and
 baselines (Table 2 and 3), each a name in RUNS.
