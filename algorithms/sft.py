@@ -284,7 +284,8 @@ def train_sft(config: SFTConfig, policy: HFPolicy | str | Path | None = None) ->
     plan = _schedule(len(examples), cfg, np.random.default_rng(cfg.seed), shard)
     tokenized = functools.lru_cache(maxsize=cfg.tokenized_cache_size)(
         lambda j: tokenize_example(policy.processor, examples[j], cfg.max_length))
-    bar = tqdm(range(1, total + 1), desc="sft", unit="step", disable=not main)
+    # other ranks off; no explicit `disable` on the main one, so TQDM_DISABLE applies
+    bar = tqdm(range(1, total + 1), desc="sft", unit="step", **({} if main else {"disable": True}))
     for step in bar:
         epoch, micro = next(plan)
         batches = [b for b in (_micro_batch(tokenized, examples, idx, cfg.max_length)

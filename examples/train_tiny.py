@@ -169,11 +169,13 @@ def study(args: argparse.Namespace, runs: list[str]) -> list[dict[str, Any]]:
     workers = (os.cpu_count() or 1) + 1  # one spare so no core idles while a round ends
     ctx = multiprocessing.get_context("spawn")
     seeds = range(args.seeds)
-    with ProcessPoolExecutor(min(workers, args.seeds), ctx, _one_thread) as pool:
+    # side by side, workers' bars would overwrite each other: one SFT keeps its bar, more do not
+    quiet = {"TQDM_DISABLE": "1"} if args.seeds > 1 else {}
+    with (mock.patch.dict(os.environ, quiet),
+          ProcessPoolExecutor(min(workers, args.seeds), ctx, _one_thread) as pool):
         starts = list(pool.map(sft_job, [args] * args.seeds, seeds))
     jobs = [(seed, run) for seed in seeds for run in runs]
-    # the workers inherit it: their step bars would overwrite each other (restored after, also
-    # when a run fails, to whatever the user had)
+    # the workers inherit it (restored after, also when a run fails, to whatever the user had)
     with (mock.patch.dict(os.environ, TQDM_DISABLE="1"),
           ProcessPoolExecutor(min(workers, len(jobs)), ctx, _one_thread) as pool):
         futures = {job: pool.submit(rl_job, args, starts[job[0]][0], job[1], job[0])
