@@ -84,12 +84,12 @@ def test_sft_stage_learns_the_call_format_and_leaves_headroom(tmp_path, threads)
             read.append(t.info.get("answer") == item.metadata["patterns"][seen[0]])
         right += t.reward == 1.0
     n = len(trajectories)
-    assert calls / n >= 0.9  # the format: a crop call with a box
+    assert calls / n >= 0.85  # the format: a crop call with a box (measured 1.000 / 0.922)
     assert sum(read) / len(read) >= 0.8  # the crop is read (guessing: 0.25)
     print(f"\nSFT stage, {threads} thread(s): calls {calls / n:.3f}, read "
           f"{sum(read) / len(read):.3f}, accuracy {right / n:.3f}")
-    # a floor with room for the noise of 64 episodes (SE ~0.06): measured 0.312 with 1 thread and
-    # 0.328 with 2 (a random crop, read right, scores 0.44; answering blind 0.25; the failure
+    # a floor with room for the noise of 64 episodes (SE ~0.06): measured 0.500 with 1 thread and
+    # 0.469 with 2 (a random crop, read right, scores 0.44; answering blind 0.25; the failure
     # this guards against, a start that never learned the format, scored 0.004)
     assert right / n >= 0.2
     assert right / n <= 0.75  # headroom for RL
@@ -100,8 +100,8 @@ def _bbox(text: str) -> list[int] | None:
     return [int(x) for x in match.groups()] if match else None
 
 
-#: SFT steps for the test above. Measured (seed 0, default threads, 32 test tasks x 4, temperature
-#: 1), with the reading drills: the crop's pattern named right in 0.99 of the crops of a box after
-#: 200 steps, 1.00 after 300 and 400; without them 0.23 / 0.55 / 0.90 after 200 / 300 / 400 on
-#: one seed and 0.52 after 500 on another.
+#: SFT steps for the test above, as many as the demo's. Measured with the reading drills: the
+#: crop's pattern named right in 0.938 / 0.966 of the crops of a box (1 / 2 threads, the test
+#: above); before the demo split (seed 0, 32 test tasks x 4) 0.99 after 200 steps and 1.00 after
+#: 300 and 400, and without the drills 0.23 / 0.55 / 0.90 after 200 / 300 / 400 on one seed.
 SFT_TEST_STEPS = 300
