@@ -119,8 +119,7 @@ class Trainer:
     def train(self) -> list[dict[str, float]]:
         """Run until `max_steps`; returns the metrics of every step."""
         cfg = self.config
-        # `disable` is only passed to turn other ranks off: an explicit value would override
-        # the TQDM_DISABLE environment variable that users (and train_tiny's workers) set
+        # `disable` only for other ranks: an explicit False would override TQDM_DISABLE
         off = {} if self.accelerator.is_main_process else {"disable": True}
         bar = tqdm(range(self.step, cfg.max_steps), desc=f"{self.algorithm} training",
                    unit="step", **off)

@@ -14,9 +14,9 @@ teaches the format and the reading of a crop and leaves the crop's place at rand
 crop is what RL learns, and a crop of the wrong box is the failure AXPO's resampling of the call
 (from a fixed thinking prefix) fixes. The SFT of each seed, then every run from it, run in
 worker processes of one torch thread each, side by side on the cores: the results do not depend
-on the machine's thread count. Prints a per-step table (accuracy, tool-use rate, all-wrong shares of
-the tool-using and no-tool subgroups, AXPO's recovery rate) and held-out test accuracy before
-and after each run; writes runs/tiny/comparison.png. `--runs` adds the paper's ablations and
+on the machine's thread count. Prints a per-step table (accuracy, tool-use rate, all-wrong
+shares of the tool-using and no-tool subgroups, AXPO's recovery rate) and held-out test accuracy
+before and after each run; writes runs/tiny/comparison.png. `--runs` adds the paper's ablations and
 baselines (Table 2 and 3), each a name in RUNS.
 """
 
@@ -205,7 +205,8 @@ def main() -> None:
                         help=f"expert episodes for SFT (<= {SIZES['demo']})")
     parser.add_argument("--lr", type=float, default=3e-4, help="RL learning rate")
     parser.add_argument("--out", type=Path, default=Path("runs/tiny"))
-    parser.add_argument("--eval-tasks", type=int, default=32, help="held-out tasks (<= 120)")
+    parser.add_argument("--eval-tasks", type=int, default=32,
+                        help=f"held-out tasks (<= {SIZES['test']})")
     parser.add_argument("--seeds", type=int, default=1,
                         help="repeat the whole study (SFT and RL) over this many seeds and "
                         "report mean +- standard error")

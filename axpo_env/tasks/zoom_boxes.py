@@ -61,11 +61,12 @@ PATTERNS = ("horizontal", "vertical", "checkered", "plain")
 _Key = tuple[tuple[int, ...], tuple[int, ...], int]
 
 
-@functools.cache  # every env instance loads its split: build it once per process
-def _keys(split: str) -> tuple[_Key, ...]:
-    """A split's items, drawn without replacement from all 24 box layouts x 256 pattern
-    assignments x 4 questions, `HOME_SHARES[split]` of them with the asked box in the home
-    slot, in a seeded order; no two splits share an item."""
+@functools.cache  # every env instance loads a split: draw them all once per process
+def _split_keys() -> dict[str, tuple[_Key, ...]]:
+    """Every split's items, drawn without replacement from all 24 box layouts x 256 pattern
+    assignments x 4 questions, `HOME_SHARES[split]` of each with the asked box in the home
+    slot, each in a seeded order; the splits take consecutive runs of the two shuffled pools
+    (home, away), in SIZES order, so no two share an item."""
     rng = np.random.default_rng(2026_11)
     keys = [(slots, patterns, asked)
             for slots in itertools.permutations(range(GRID * GRID), len(COLOURS))
@@ -74,15 +75,14 @@ def _keys(split: str) -> tuple[_Key, ...]:
     home = [k for k in keys if k[0][k[2]] == HOME_SLOT]
     away = [k for k in keys if k[0][k[2]] != HOME_SLOT]
     home, away = ([pool[i] for i in rng.permutation(len(pool))] for pool in (home, away))
-    # the splits take consecutive runs of each pool, in SIZES order
+    splits = {}
     for name, size in SIZES.items():
         at_home = round(size * HOME_SHARES[name])
-        chosen, home, away = home[:at_home] + away[:size - at_home], home[at_home:], away[
-            size - at_home:]
-        if name == split:
-            order = np.random.default_rng(len(chosen)).permutation(len(chosen))
-            return tuple(chosen[i] for i in order)
-    raise ValueError(f"ZoomBoxes has splits {sorted(SIZES)}, not {split!r}")
+        chosen = home[:at_home] + away[:size - at_home]
+        home, away = home[at_home:], away[size - at_home:]
+        order = np.random.default_rng(len(chosen)).permutation(len(chosen))
+        splits[name] = tuple(chosen[i] for i in order)
+    return splits
 
 
 def slot_box(slot: int) -> list[int]:
@@ -142,7 +142,7 @@ class ZoomBoxes(Task):
     def load_items(self) -> Sequence[TaskItem]:
         if self.split not in SIZES:
             raise ValueError(f"ZoomBoxes has splits {sorted(SIZES)}, not {self.split!r}")
-        keys = _keys(self.split)
+        keys = _split_keys()[self.split]
         ids = [f"{self.split}-{i}" for i in range(len(keys))]
 
         def build(row: tuple[str, _Key]) -> TaskItem:
