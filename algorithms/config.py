@@ -11,6 +11,7 @@ config through JSON for checkpoints.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -146,6 +147,10 @@ class GRPOConfig(_Config):
     learning_rate: float = _field(
         1e-6, "Peak AdamW learning rate. 1e-6 as in TRL's GRPOConfig (and DAPO): RL fine-tuning "
         "of a pretrained policy needs small steps.", "training")
+    trainable_parameters: str | None = _field(
+        None, "Train only the parameters whose names this regular expression matches (re.search) "
+        "and freeze the rest: 'lm_head' trains the output head alone, 'language_model|lm_head' "
+        "freezes the vision tower. None trains all, as TRL does.", "training")
     per_device_train_batch_size: int = _field(
         8, "Rollouts per forward/backward on one device: a step's rollouts are cut into padded "
         "micro-batches of this many rows (images of any size may share one). 8 as in TRL. A "
@@ -237,6 +242,12 @@ class GRPOConfig(_Config):
         _check(self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}")
         _check(self.tasks_per_step >= 1, f"tasks_per_step must be >= 1, got {self.tasks_per_step}")
         _check(self.learning_rate >= 0, f"learning_rate must be >= 0, got {self.learning_rate}")
+        if self.trainable_parameters is not None:
+            try:
+                re.compile(self.trainable_parameters)
+            except re.error as e:
+                raise ValueError(f"trainable_parameters is not a regular expression "
+                                 f"({self.trainable_parameters!r}: {e})") from None
         _check(self.per_device_train_batch_size >= 1, "per_device_train_batch_size must be >= 1, "
                f"got {self.per_device_train_batch_size}")
         _check(self.gradient_accumulation_steps is None or self.gradient_accumulation_steps >= 1,

@@ -16,6 +16,7 @@ import contextlib
 import json
 import math
 import random
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -82,7 +83,8 @@ class Trainer:
         self.accelerator = Accelerator(mixed_precision="bf16" if cfg.bf16 else "no",
                                        cpu=not torch.cuda.is_available())
         self.optimizer = torch.optim.AdamW(
-            policy.model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+            _trainable(policy.model, cfg.trainable_parameters), lr=cfg.learning_rate,
+            weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)))
         if cfg.gradient_checkpointing:
@@ -399,6 +401,20 @@ def rollout_metrics(groups: Sequence[Sequence[Trajectory]], k: int) -> dict[str,
         "generated_tokens": float(sum(sum(t.mask) for t in ok)),
         "rollouts_failed": float(len(flat) - len(ok)),
     }
+
+
+def _trainable(model: Any, pattern: str | None) -> list[Any]:
+    """The parameters the optimizer updates: all, or those whose names match `pattern`, the rest
+    frozen (no gradients, so no time spent on them in the backward pass)."""
+    if pattern is None:
+        return list(model.parameters())
+    named = list(model.named_parameters())
+    for name, p in named:
+        p.requires_grad_(re.search(pattern, name) is not None)
+    if not (params := [p for _, p in named if p.requires_grad]):
+        raise ValueError(f"trainable_parameters {pattern!r} matches no parameter of the model; "
+                         f"its names look like {', '.join(n for n, _ in named[:3])}")
+    return params
 
 
 def _frozen_copy(model: Any) -> Any:

@@ -169,6 +169,24 @@ def test_logs_checkpoints_and_plot_are_written(tmp_path):
                for k, v in trainer.policy.model.state_dict().items())
 
 
+def test_trainable_parameters_trains_the_matched_parameters_alone(tmp_path):
+    trainer = Trainer("grpo", config(GRPOConfig, tmp_path, max_steps=1,
+                                     trainable_parameters="^lm_head"), make_policy())
+    before = params(trainer)
+    trainer.train()
+    after = params(trainer)
+    changed = {k for k in after if not torch.equal(before[k], after[k])}
+    assert changed == {"lm_head.weight"}
+
+
+def test_trainable_parameters_that_match_nothing_or_do_not_parse_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="matches no parameter.*look like"):
+        Trainer("grpo", config(GRPOConfig, tmp_path, trainable_parameters="^decoder"),
+                make_policy())
+    with pytest.raises(ValueError, match="not a regular expression"):
+        config(GRPOConfig, tmp_path, trainable_parameters="lm_head[")
+
+
 def test_unknown_algorithm_is_a_clear_error():
     with pytest.raises(ValueError, match="'axpo' or 'grpo'"):
         Trainer("ppo")
