@@ -31,7 +31,7 @@ import axpo_env  # noqa: F401  (registers the envs)
 from agents.hf import HFPolicy, TokenPrompt, warp
 from agents.loading import load_policy
 from agents.policy import SamplingParams
-from agents.rollout import EnvPool, Trajectory, rollout
+from agents.rollout import EnvPool, rollout
 from algorithms import axpo
 from algorithms.config import AXPOConfig, GRPOConfig
 from algorithms.grpo import TrainBatch, TrainSample, grpo_batch, pad_left
@@ -47,7 +47,7 @@ from algorithms.outputs import (
     write_checkpoint,
 )
 from axpo_view.record import record_step
-from evaluation.metrics import pass_at_k, thinking_acting_gap
+from evaluation.metrics import rollout_metrics
 
 
 class Trainer:
@@ -381,28 +381,6 @@ class Trainer:
         self.rng.bit_generator.state = saved["trainer_rng"]
 
 
-def rollout_metrics(groups: Sequence[Sequence[Trajectory]], k: int) -> dict[str, float]:
-    """Reward, accuracy, Pass@k, tool use and the Thinking-Acting Gap of a step's rollouts."""
-    flat = [t for g in groups for t in g]
-    ok = [t for t in flat if t.error is None]
-    gap = thinking_acting_gap(ok) if ok else {}
-    passes = [pass_at_k(len(g), sum(t.correct for t in g), min(k, len(g))) for g in groups if g]
-    return {
-        "reward": float(np.mean([t.reward for t in ok])) if ok else 0.0,
-        "accuracy": float(gap.get("accuracy", 0.0)),
-        f"pass@{k}": float(np.mean(passes)) if passes else 0.0,
-        "tool_use_rate": float(gap.get("tool_use_rate", 0.0)),
-        "tool_error_rate": _ratio(sum(t.info.get("tool_errors", 0) for t in ok),
-                                  sum(t.info.get("tool_calls", 0) for t in ok)),
-        "all_wrong_tool_subgroup_share": float(gap.get("all_wrong_tool_subgroup_share", 0.0)),
-        "all_wrong_no_tool_subgroup_share": float(
-            gap.get("all_wrong_no_tool_subgroup_share", 0.0)),
-        "mean_turns": float(np.mean([len(t.turns) for t in ok])) if ok else 0.0,
-        "generated_tokens": float(sum(sum(t.mask) for t in ok)),
-        "rollouts_failed": float(len(flat) - len(ok)),
-    }
-
-
 def _trainable(model: Any, pattern: str | None) -> list[Any]:
     """The parameters the optimizer updates: all, or those whose names match `pattern`, the rest
     frozen (no gradients, so no time spent on them in the backward pass)."""
@@ -424,9 +402,5 @@ def _frozen_copy(model: Any) -> Any:
     for p in ref.parameters():
         p.requires_grad_(False)
     return ref
-
-
-def _ratio(a: float, b: float) -> float:
-    return float(a) / b if b else 0.0
 
 

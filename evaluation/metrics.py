@@ -1,4 +1,5 @@
-"""Metrics of a batch of rollouts: Pass@k and the paper's Thinking-Acting Gap diagnostics.
+"""Metrics of a batch of rollouts: Pass@k, the paper's Thinking-Acting Gap diagnostics, and the
+per-step metrics the trainer logs (`rollout_metrics`).
 
 The gap has two symptoms (AXPO paper, Sec. 1): the policy calls tools in few rollouts, and in
 many groups the rollouts that do call tools are all wrong, so under GRPO the tool calls get no
@@ -10,7 +11,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from math import comb
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from agents.rollout import Trajectory
 
 
 class Rollout(Protocol):
@@ -70,3 +76,29 @@ def thinking_acting_gap(rollouts: Sequence[Rollout]) -> dict[str, Any]:
 def _mean(values: Iterable[bool]) -> float:
     values = list(values)
     return sum(values) / len(values) if values else 0.0
+
+
+def rollout_metrics(groups: Sequence[Sequence[Trajectory]], k: int) -> dict[str, float]:
+    """Reward, accuracy, Pass@k, tool use and the Thinking-Acting Gap of a step's rollouts."""
+    flat = [t for g in groups for t in g]
+    ok = [t for t in flat if t.error is None]
+    gap = thinking_acting_gap(ok) if ok else {}
+    passes = [pass_at_k(len(g), sum(t.correct for t in g), min(k, len(g))) for g in groups if g]
+    return {
+        "reward": float(np.mean([t.reward for t in ok])) if ok else 0.0,
+        "accuracy": float(gap.get("accuracy", 0.0)),
+        f"pass@{k}": float(np.mean(passes)) if passes else 0.0,
+        "tool_use_rate": float(gap.get("tool_use_rate", 0.0)),
+        "tool_error_rate": _ratio(sum(t.info.get("tool_errors", 0) for t in ok),
+                                  sum(t.info.get("tool_calls", 0) for t in ok)),
+        "all_wrong_tool_subgroup_share": float(gap.get("all_wrong_tool_subgroup_share", 0.0)),
+        "all_wrong_no_tool_subgroup_share": float(
+            gap.get("all_wrong_no_tool_subgroup_share", 0.0)),
+        "mean_turns": float(np.mean([len(t.turns) for t in ok])) if ok else 0.0,
+        "generated_tokens": float(sum(sum(t.mask) for t in ok)),
+        "rollouts_failed": float(len(flat) - len(ok)),
+    }
+
+
+def _ratio(a: float, b: float) -> float:
+    return float(a) / b if b else 0.0
