@@ -14,13 +14,13 @@ import contextlib
 import json
 import os
 import queue
+import secrets
 import select
 import shutil
 import signal
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import warnings
@@ -175,11 +175,12 @@ class _Worker:
     paused copies (`_sandbox_forks.Forks`, set by the tool)."""
 
     def __init__(self, plan: _Plan, scratch: str, uid: int | None, limits: dict[str, int],
-                 check_writable: bool = True):
+                 check_writable: bool = True, cgroup: Any = None):
         self.plan, self.history, self.used, self.seq, self.buf = plan, (), False, 0, bytearray()
         self.live: int | None = None
         self.exit: dict[str, Any] | None = None
         self.forks: Any = None
+        self.forked: dict[str, Any] = {}  # what the session said of the fork a request asked for
         # The frame pipe is the worker's, so a cell can write frames of its own: bound what the
         # host reads per call (a char JSON-escapes to at most 12 bytes), trust nothing in it.
         self.max_frame = 2 * 12 * limits["max_output"] + _FRAME_SLACK
@@ -192,23 +193,35 @@ class _Worker:
                "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMEXPR_NUM_THREADS": "1"}
         if "LD_LIBRARY_PATH" in os.environ:
             env["LD_LIBRARY_PATH"] = os.environ["LD_LIBRARY_PATH"]
-        self.errlog = tempfile.TemporaryFile()
         # Exit reports of sessions come apart from the session's frames: they may not interleave
         self.sfd, status = os.pipe()
         self.sbuf: bytearray | None = bytearray()
+        # The lifeline: stderr of the sandbox's outer process (bubblewrap keeps only fds 0-2 open,
+        # and the worker lets go of its copy), so pid 1 sees it hang up when that process dies,
+        # whose death signal may not reach a stranger uid. Its bytes are start-up errors.
+        self.errfd, life_w = os.pipe()
+        os.set_blocking(self.errfd, False)
+        self.cgroup = cgroup
+        if cgroup is not None:  # joined before anything of the sandbox runs, by a shell's exec
+            files = cgroup.procs_files()
+            argv = ["/bin/sh", "-c", 'n=$1; shift; while [ "$n" -gt 0 ]; do '
+                    'echo $$ > "$1" || exit 71; shift; n=$((n - 1)); done; exec "$@"', "sh",
+                    str(len(files)), *files, *argv]
         try:
             self.proc = _spawn(lambda: subprocess.Popen(
-                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errlog,
-                cwd=scratch, env=env, start_new_session=True, pass_fds=(status,)))
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=life_w,
+                cwd=scratch, env=env, start_new_session=True, pass_fds=(status, self.errfd)))
         finally:
-            os.close(status)
+            for fd in (status, life_w):
+                os.close(fd)
         os.set_blocking(self.sfd, False)
         self.rfd, self.wfd = self.proc.stdout.fileno(), self.proc.stdin.fileno()  # type: ignore
         os.set_blocking(self.rfd, False)
         os.set_blocking(self.wfd, False)
         cfg = {"scratch": scratch, "uid": uid if plan.drop else None,
                "ppid": None if plan.bwrap else os.getpid(), "confined": plan.confined,
-               "zygote": plan.zygote, "status": status,
+               "zygote": plan.zygote, "status": status, "lifeline": self.errfd,
+               "seccomp": True,
                "confine": _confine_spec(scratch) if plan.unshare else None, **limits}
         try:
             deadline = time.monotonic() + _STARTUP_TIMEOUT
@@ -222,21 +235,51 @@ class _Worker:
                 raise _Died("the sandbox did not start its session")
             self.live = ready.get("live")
         except (_Died, _Timeout) as e:
-            self.errlog.seek(0)
-            tail = self.errlog.read()[-500:].decode(errors="replace").strip()
+            tail = ""
+            with contextlib.suppress(OSError):
+                tail = os.read(self.errfd, 1 << 16)[-500:].decode(errors="replace").strip()
             self.kill()
             raise _Died(f"worker did not start: {e or type(e).__name__} {tail}".strip()) from None
 
     def request(self, msg: dict[str, Any], timeout: float) -> dict[str, Any]:
-        """Send one cell and wait, until `timeout` s, for the answer to it."""
-        self.seq, self.used, self.budget = self.seq + 1, True, 4 * self.max_frame
+        """Send one cell and wait, until `timeout` s, for the answer to it. A request with
+        `"fork"` first gets the session's word on the fork, kept in `self.forked`: it comes
+        before any model code runs, and `seq` is a number no cell could have guessed, so no
+        frame a cell wrote can stand in for it."""
+        self.seq, self.used, self.budget = secrets.randbits(62), True, 4 * self.max_frame
         deadline = time.monotonic() + timeout
         self._send({**msg, "seq": self.seq}, deadline)
-        while (resp := self._recv(deadline)).get("seq") != self.seq:
-            pass
+        if msg.get("fork"):
+            self.forked = self._reply(deadline)
+            if "code" not in msg:
+                return self.forked
+        resp = self._reply(deadline)
         if resp.get("broken"):
             raise _Died("the code closed or replaced the sandbox's pipes")
         return resp
+
+    def _reply(self, deadline: float) -> dict[str, Any]:
+        while (resp := self._frame(deadline)).get("seq") != self.seq:
+            pass  # frames a cell forged for requests that are over
+        return resp
+
+    def announced(self, timeout: float) -> int:
+        """The pid a new session announces in its first frame (`{"live": pid}`); read right
+        after a switch, when nothing but that session can have written to the pipe."""
+        msg = self._frame(time.monotonic() + timeout)
+        if not isinstance(msg.get("live"), int):
+            raise _Died("it broke the protocol")
+        return msg["live"]
+
+    def drain(self) -> None:
+        """Drop every byte waiting on the pipes: what the processes just killed wrote."""
+        self.buf = bytearray()
+        for fd in (self.rfd, self.sfd):
+            with contextlib.suppress(BlockingIOError, OSError):
+                while os.read(fd, 1 << 16):
+                    pass
+        if self.sbuf is not None:
+            self.sbuf = bytearray()
 
     def _wait(self, fd: int, events: int, deadline: float) -> None:
         """Until `fd` is ready; exit reports that come meanwhile are read (`_reports`)."""
@@ -290,12 +333,6 @@ class _Worker:
                 continue
             except OSError as e:
                 raise _Died("it exited") from e
-
-    def _recv(self, deadline: float) -> dict[str, Any]:
-        """The next frame; a new session's `{"live": pid}` is noted on the way."""
-        while isinstance((msg := self._frame(deadline)).get("live"), int):
-            self.live = msg["live"]
-        return msg
 
     def _frame(self, deadline: float) -> dict[str, Any]:
         while len(self.buf) < 4 or len(self.buf) < 4 + struct.unpack(">I", self.buf[:4])[0]:
@@ -376,9 +413,12 @@ class _Worker:
                 os.killpg(pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=10)
-        for f in (self.proc.stdin, self.proc.stdout, self.errlog):
+        for f in (self.proc.stdin, self.proc.stdout):
             with contextlib.suppress(OSError):
                 f.close()  # type: ignore[union-attr]
+        if self.errfd >= 0:
+            os.close(self.errfd)
+            self.errfd = -1
         if self.sfd >= 0:
             os.close(self.sfd)
             self.sfd, self.sbuf = -1, None

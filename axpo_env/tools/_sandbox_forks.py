@@ -8,8 +8,11 @@ Forks need a sandbox that is a pid namespace with its own pid 1 (`_Plan.zygote`:
 (close, garbage collection, a new episode, a crashed call); elsewhere restores replay. At most
 `limit` are kept per sandbox, the least recently used evicted first; a snapshot value holds only
 the fork's key, so one restored after its fork is gone, or in another process, replays.
-Model code runs as the forks' uid and could kill one (that snapshot then replays) but not read or
-write its memory (paused copies are not dumpable).
+Model code runs as the forks' uid and could kill one (that snapshot then replays) or stop one
+(the host continues it before waking it) but not read or write its memory (paused copies are not
+dumpable), wake one, or run code in one (they block every signal). Before the host touches the
+scratch dir or wakes a fork, every other process of the sandbox is killed and gone, and what
+they wrote to the pipes is dropped: nothing a diverged branch left running reaches the next.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import itertools
 import os
 import select
 import signal
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +52,7 @@ class _Fork:
     key: str
     cells: tuple[str, ...]
     ns: int  # its pid in the sandbox
+    host: int  # its pid here
     pidfd: int
     files: str  # the copy of the scratch dir it goes with
 
@@ -79,13 +84,44 @@ def _ended(pidfd: int, timeout: float) -> bool:
 
 def _find(root: int, ns: int) -> int | None:
     """The host pid of the process whose pid in the sandbox is `ns`, among `root`'s descendants."""
-    todo = [root]
+    return next((pid for pid in _descendants(root) if _ns_pid(pid) == ns), None)
+
+
+def _descendants(root: int) -> list[int]:
+    """`root` and every process below it: a pid namespace's init has them all, orphans too."""
+    out, todo = [], [root]
     while todo:
         pid = todo.pop()
-        if _ns_pid(pid) == ns:
-            return pid
+        out.append(pid)
         todo += _children(pid)
-    return None
+    return out
+
+
+def _kill_all_but(root: int, keep: set[int], timeout: float) -> None:
+    """SIGKILL every process below `root` but those in `keep` (host pids), until none is left,
+    and wait until all have exited: then none can write a file or a frame any more."""
+    ns = os.readlink(f"/proc/{root}/ns/pid")
+    doomed: list[int] = []
+    end = time.monotonic() + timeout
+    while victims := [p for p in _descendants(root) if p != root and p not in keep]:
+        for pid in victims:
+            with contextlib.suppress(OSError):
+                fd = os.pidfd_open(pid)
+                if os.readlink(f"/proc/{pid}/ns/pid") != ns:  # the pid was reused meanwhile
+                    os.close(fd)
+                    continue
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+                doomed.append(fd)
+        try:
+            for fd in doomed:
+                if not _ended(fd, max(0.0, end - time.monotonic())):
+                    raise _Died("the sandbox's processes did not end")
+        finally:
+            for fd in doomed:
+                os.close(fd)
+            doomed.clear()
+        if time.monotonic() > end:
+            raise _Died("the sandbox's processes did not end")
 
 
 class Forks:
@@ -123,11 +159,11 @@ class Forks:
         if files is None:
             return f"its files take more than {self.max_bytes >> 20} MB"
         try:
-            resp = self.worker.request({"fork": True}, timeout)
+            self.worker.request({"fork": True}, timeout)
         except BaseException:
             _rmtree(files)
             raise
-        return self.adopt(key, cells, files, resp)
+        return self.adopt(key, cells, files)
 
     def copy(self, scratch: str) -> str | None:
         """A copy of the scratch dir for a fork about to be taken; None if too big."""
@@ -137,21 +173,26 @@ class Forks:
         files = os.path.join(self.dir, str(self.count))
         return files if copy_out(scratch, files, self.max_bytes) else None
 
-    def adopt(self, key: str, cells: tuple[str, ...], files: str, resp: dict) -> str | None:
-        """Keep the fork the session reported in `resp` (`forked`: its pid in the sandbox) as
-        snapshot `key`, with `files`; None, or why not."""
-        ns, pidfd = resp.get("forked"), None
-        host = _find(self.root(), ns) if isinstance(ns, int) else None
+    def adopt(self, key: str, cells: tuple[str, ...], files: str) -> str | None:
+        """Keep the fork the session reported before its cell ran (`worker.forked`; `forked`:
+        its pid in the sandbox, a child of the session) as snapshot `key`, with `files`; None,
+        or why not."""
+        said = self.worker.forked
+        ns, host, pidfd = said.get("forked"), None, None
+        if isinstance(ns, int) and self.worker.live is not None:
+            session = _find(self.root(), self.worker.live)
+            host = next((p for p in _children(session) if _ns_pid(p) == ns), None) \
+                if session is not None else None
         if host is not None:
             with contextlib.suppress(OSError):
                 pidfd = os.pidfd_open(host)
         if pidfd is None:
             _rmtree(files)
-            return str(resp.get("why") or "the fork could not be found")[:200]
+            return str(said.get("why") or "the fork could not be found")[:200]
         old = [k for k in self.forks if k != self.live_parent]  # least recently used first
         while old and len(self.forks) >= self.limit:  # (the live session's parent reports
             self.evict(old.pop(0))  # its exit: it stays, one over the limit if need be)
-        self.forks[key] = _Fork(key, cells, ns, pidfd, files)  # type: ignore[arg-type]
+        self.forks[key] = _Fork(key, cells, ns, host, pidfd, files)  # type: ignore[arg-type]
         return None
 
     def evict(self, key: str) -> None:
@@ -163,30 +204,30 @@ class Forks:
 
     def switch(self, fork: _Fork | None, prepare: Callable[[str | None], None]) -> None:
         """End the live session and wake `fork` (None: the zygote, a fresh interpreter) to fork
-        a new one, which announces itself in front of its first reply. The old session's death,
-        the fork and `prepare(files)` (rewriting the scratch dir, which no session touches
-        before its first request) overlap; only the death is waited for, since a session that
-        still lives could read the request meant for the next one."""
+        a new one. First every process of the sandbox but pid 1 and the paused forks is killed
+        and gone, and the pipes drained: after that nothing the old branch ran can write a
+        file or a frame. Then the fork is continued (model code may have stopped it) and woken;
+        `prepare(files)` rewrites the scratch dir while it forks (no session touches the dir
+        before its first request); the new session's pid is taken from its announcement, the
+        first frame on the drained pipe, and checked against the process tree."""
         w = self.worker
-        waker = fork.pidfd if fork is not None else None
-        if waker is not None and _ended(waker, 0):
+        if fork is not None and _ended(fork.pidfd, 0):
             raise _Died("the snapshot's fork is gone")  # killed by model code: replay
-        host = _find(self.root(), w.live) if w.live is not None else None
-        if host is None:
-            raise _Died("the session is gone")
-        pidfd = os.pidfd_open(host)
-        try:
-            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-            w.live, w.exit, w.buf = None, None, bytearray()
-            if waker is not None:
-                signal.pidfd_send_signal(waker, signal.SIGUSR1)
-            else:
-                os.kill(self.root(), signal.SIGUSR1)
-            prepare(fork.files if fork is not None else None)
-            if not _ended(pidfd, _SWITCH_TIMEOUT):
-                raise _Died("the session did not end")
-        finally:
-            os.close(pidfd)
+        root = self.root()
+        _kill_all_but(root, {f.host for f in self.forks.values()}, _SWITCH_TIMEOUT)
+        w.live, w.exit = None, None
+        w.drain()
+        if fork is not None:
+            signal.pidfd_send_signal(fork.pidfd, signal.SIGCONT)
+            signal.pidfd_send_signal(fork.pidfd, signal.SIGUSR1)
+        else:
+            os.kill(root, signal.SIGUSR1)
+        prepare(fork.files if fork is not None else None)
+        live = w.announced(_SWITCH_TIMEOUT)
+        parent = fork.host if fork is not None else root
+        if not any(_ns_pid(p) == live for p in _children(parent)):
+            raise _Died("the new session is not the woken process's child")
+        w.live = live
         w.history = fork.cells if fork is not None else ()
         self.live_parent = fork.key if fork is not None else None
         if fork is not None:

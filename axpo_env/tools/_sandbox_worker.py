@@ -3,9 +3,11 @@
 Stdlib-only at top level: it starts before anything is known about the environment. It speaks
 length-prefixed JSON frames (4-byte big-endian length, then UTF-8 JSON) over private copies of
 fds 0/1, so nothing user code prints can corrupt the protocol, and points fds 0/1/2 at /dev/null.
-Frames in: the config once, then `{"seq", "code", "name", "silent", "cpu"}` per cell. Frames out:
-`{"ready", "writable"}` once, then `{"seq", "out", "err"}` per cell (`{"seq", "broken"}` when
-the cell closed or replaced our pipes: it is then rolled back).
+Frames in: the config once, then `{"seq", "code", "name", "silent", "cpu"}` per cell, `seq` a
+random number the host picks per request (so model code cannot write a frame for a request
+to come). Frames out: `{"ready", "writable"}` once, then `{"seq", "out", "err"}` per cell
+(`{"seq", "broken"}` when the cell closed or replaced our pipes: it is then rolled back). A
+request with `"fork"` is first answered `{"seq", "forked"}`, before any model code runs.
 
 Order of start-up matters: drop privileges first (prctl flags are cleared by a uid change), then
 pre-import numpy/PIL while imports still may do anything, then set rlimits, then the audit hook.
@@ -31,6 +33,7 @@ import types
 from typing import Any
 
 import _sandbox_procs as _procs  # siblings: this script's dir is sys.path[0] until _start
+import _sandbox_seccomp as _seccomp
 from _sandbox_entropy import _install_deterministic_sources, _seed_cell
 
 _TRUNCATED = "\n...[output truncated]"
@@ -192,7 +195,9 @@ def _start(cfg: dict) -> None:
     """Privileges, imports, seeds, limits, hooks: everything before the first cell."""
     uid = cfg.get("uid")
     if cfg.get("confine"):  # we come back as pid 1 of a pid namespace of our own
-        _procs.confine(cfg["confine"], cfg.get("ppid"), cfg["pipes"])
+        _procs.confine(cfg["confine"], cfg.get("ppid"), cfg["pipes"], cfg.get("lifeline_w"))
+    else:  # bubblewrap's outer process holds it (its stderr), not us
+        os.close(cfg["lifeline_w"])
     os.chdir(cfg["scratch"])  # before the uid switch: a spare's dir is not its uid's yet
     if uid is not None:  # started as root: become an unprivileged uid of our own
         os.setgroups([])
@@ -208,6 +213,8 @@ def _start(cfg: dict) -> None:
         libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
     except Exception:
         pass
+    if cfg.get("seccomp"):
+        _seccomp.install()
     if cfg.get("ppid") and not cfg.get("confine") and os.getppid() != cfg["ppid"]:
         os._exit(0)  # the host died before we could watch it
     here = os.path.dirname(os.path.abspath(__file__))
@@ -309,6 +316,7 @@ def _run_cell(ns: dict, req: dict, limit: int) -> dict:
 def main() -> None:
     rfd = fcntl.fcntl(0, fcntl.F_DUPFD_CLOEXEC, 100)
     wfd = fcntl.fcntl(1, fcntl.F_DUPFD_CLOEXEC, 100)
+    life_w = fcntl.fcntl(2, fcntl.F_DUPFD_CLOEXEC, 100)  # the lifeline's write end (module doc)
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
@@ -318,11 +326,13 @@ def main() -> None:
     sys.argv = [""]
     try:
         cfg = _recv(rfd)
-        sfd = cfg.get("status")
-        if isinstance(sfd, int):  # where paused processes report sessions' exits
-            cfg["status"] = fcntl.fcntl(sfd, fcntl.F_DUPFD_CLOEXEC, 100)
-            os.close(sfd)
-        cfg["pipes"] = tuple(fd for fd in (rfd, wfd, cfg.get("status")) if isinstance(fd, int))
+        cfg["lifeline_w"] = life_w
+        for key in ("status", "lifeline"):  # fds the host passed: out of the way
+            if isinstance(fd := cfg.get(key), int):
+                cfg[key] = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 100)
+                os.close(fd)
+        cfg["pipes"] = tuple(fd for fd in (rfd, wfd, cfg.get("status"), cfg.get("lifeline"))
+                             if isinstance(fd, int))
         try:
             _start(cfg)
         except OSError as exc:  # a plan that cannot work here: say why, the host tries another
@@ -349,34 +359,34 @@ def _serve(cfg: dict, ns: dict, rfd: int, wfd: int) -> None:
 
     ready = {"ready": True, "writable": os.access(cfg["scratch"], os.W_OK)}
     if cfg.get("zygote"):
-        _procs.block_signals()
+        mask = _procs.block_signals()
         with _trust():
             first = _fork()
             if first:
                 send({**ready, "live": first})
-                _procs.pause(send, report, _fork, first)  # returns in a new session, once woken
-            else:
-                _procs.unblock_signals()
+                lifelines = tuple(fd for fd in (rfd, cfg.get("lifeline")) if isinstance(fd, int))
+                _procs.pause(send, report, _fork, mask, first, lifelines)  # returns in a new
+            else:  # session, once woken
+                _procs.unblock_signals(mask)
     else:
         send(ready)
     pipes = [(os.fstat(fd).st_dev, os.fstat(fd).st_ino) for fd in (rfd, wfd)]
     while True:
         req = _recv(rfd)
-        keep, forked = list(req.get("keep") or []), {}
+        keep = list(req.get("keep") or [])
         if req.get("fork"):  # a snapshot: leave a paused copy of this session behind
             with _trust():
-                forked = _procs.snapshot_fork(send, report, _fork)
+                forked = _procs.snapshot_fork(report, _fork, send)
             if forked is None:  # we are that copy, woken as a new session
                 continue
             keep += [forked["forked"]] if forked.get("forked") else []
+            send({"seq": req.get("seq"), **forked})  # before any model code runs
             if "code" not in req:
-                send({"seq": req.get("seq"), **forked})
                 continue
         try:
             resp = _run_cell(ns, req, cfg["max_output"])
         except BaseException as exc:  # our own failure (memory): still answer
             resp = {"seq": req.get("seq"), "out": "", "err": f"[sandbox] {exc!r}"}
-        resp.update(forked)
         if cfg.get("confined"):  # no process a cell started outlives it
             with _trust():
                 _procs.kill_strays(keep)

@@ -253,7 +253,7 @@ class PythonTool(Tool):
                     request["keep"] = worker.forks.keep()
                 before, _ = _scan(scratch)
                 resp = worker.request(request, self.timeout)
-                if take is not None and (why := worker.forks.adopt(*take, resp)):
+                if take is not None and (why := worker.forks.adopt(*take)):
                     logger.info("python tool: a snapshot will replay (no fork: %s)", why)
                 after, used = _scan(scratch)
                 if used > self._settings["disk_limit"]:
