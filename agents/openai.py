@@ -21,6 +21,11 @@ which vLLM accepts; use text mode for a server that does not.
 
 Servers strip the stop string; it is put back (vLLM's ``stop_reason``, SGLang's
 ``matched_stop``, else inferred from an unclosed tag) so the env sees complete tool calls.
+
+The server is not trusted (``axpo_env.tools._http.fetch``): each attempt ends by ``timeout_s``
+of wall-clock time, however the server drip-feeds it; answers over ``max_response_bytes`` are
+refused; only redirects to the same origin are followed (at most 3), so neither the prompt nor
+the API key goes anywhere else; completion text is made valid UTF-8.
 """
 
 from __future__ import annotations
@@ -32,9 +37,6 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
-import requests
-from requests.adapters import HTTPAdapter
-
 from agents.openai_messages import (
     clean_tool,
     collect_images,
@@ -45,8 +47,11 @@ from agents.openai_messages import (
     to_openai,
 )
 from agents.policy import Completion, Conversation, SamplingParams, split_conversation
+from axpo_env.tools._http import HTTPProblem, fetch, new_session, parse_json, valid_text
 
 _RETRY_STATUS = {408, 429}  # and every 5xx
+#: Room for n completions of long turns with top-5 logprobs (about 400 bytes a token).
+MAX_RESPONSE_BYTES = 64 << 20
 
 
 class _RequestFailed(Exception):
@@ -56,9 +61,11 @@ class _RequestFailed(Exception):
 class OpenAIPolicy:
     """A `Policy` backed by an OpenAI-compatible ``{base_url}/chat/completions`` endpoint.
 
-    ``retries``: extra attempts, with exponential backoff from ``backoff_s``, after a 5xx, 408,
-    429 or a failed connection; not after a read timeout (the model was generating and would
-    likely time out again) nor other 4xx. ``extra_body`` is merged into every request last, for
+    ``timeout_s`` bounds each attempt, all of it: connecting, the model's generation and reading
+    the answer. ``retries``: extra attempts, with exponential backoff from ``backoff_s``, after
+    a 5xx, 408, 429 or a failed connection; not after a timeout (the model was generating and
+    would likely time out again) nor other 4xx. ``max_response_bytes``: larger answers are
+    refused (an error completion). ``extra_body`` is merged into every request last, for
     server extensions: vLLM's ``{"return_token_ids": True}`` or ``{"return_tokens_as_token_ids":
     True}`` give token ids. ``send_tools=False`` when the env writes the tools into the prompt.
 
@@ -73,7 +80,8 @@ class OpenAIPolicy:
                  timeout_s: float = 60.0, retries: int = 2, max_workers: int = 8,
                  tools_mode: Literal["text", "native"] = "text",
                  extra_body: Mapping[str, Any] | None = None, logprobs: bool = True,
-                 top_logprobs: int = 5, send_tools: bool = True, backoff_s: float = 0.5):
+                 top_logprobs: int = 5, send_tools: bool = True, backoff_s: float = 0.5,
+                 max_response_bytes: int = MAX_RESPONSE_BYTES):
         if tools_mode not in ("text", "native"):
             raise ValueError(f"tools_mode must be 'text' or 'native', got {tools_mode!r}")
         if max_workers < 1 or retries < 0:
@@ -89,12 +97,10 @@ class OpenAIPolicy:
         self.top_logprobs = top_logprobs
         self.send_tools = send_tools
         self.backoff_s = backoff_s
+        self.max_response_bytes = max_response_bytes
         self._warned_thinking = False  # warned once: see drops_earlier_thinking
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._session = requests.Session()
-        adapter = HTTPAdapter(pool_maxsize=max_workers)
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
+        self._session = new_session(pool_size=max_workers)
 
     def generate(
         self,
@@ -202,27 +208,25 @@ class OpenAIPolicy:
             if attempt:
                 time.sleep(self.backoff_s * 2 ** (attempt - 1))
             try:
-                r = self._session.post(url, json=body, headers=self._headers,
-                                       timeout=self.timeout_s)
-            except requests.exceptions.ReadTimeout:
-                raise _RequestFailed(f"no response from {url} within timeout_s="
-                                     f"{self.timeout_s}s; raise timeout_s for long turns") from None
-            except requests.exceptions.ConnectionError as e:
-                last = f"cannot connect to {url}: {_clip(e)}"
+                r = fetch(self._session, "POST", url, time.monotonic() + self.timeout_s,
+                          self.max_response_bytes, headers=self._headers, json=body)
+            except HTTPProblem as e:
+                if e.kind == "connect":
+                    last = f"cannot connect to {url}: {_clip(e)}"
+                    continue
+                raise _RequestFailed(_problem(e, url, self.timeout_s,
+                                              self.max_response_bytes)) from None
+            if r.status >= 500 or r.status in _RETRY_STATUS:
+                last = f"server error {r.status} from {url}: {_message_of(r.body)}"
                 continue
-            except requests.exceptions.RequestException as e:
-                raise _RequestFailed(f"request to {url} failed: {_clip(e)}") from None
-            if r.status_code >= 500 or r.status_code in _RETRY_STATUS:
-                last = f"server error {r.status_code} from {url}: {_message_of(r)}"
-                continue
-            if r.status_code >= 400:
-                raise _RequestFailed(f"the server rejected the request ({r.status_code}): "
-                                     f"{_message_of(r)}")
+            if r.status >= 400:
+                raise _RequestFailed(f"the server rejected the request ({r.status}): "
+                                     f"{_message_of(r.body)}")
             try:
-                data = r.json()
+                data = parse_json(r.body)
             except ValueError:
                 raise _RequestFailed(f"the server's response is not valid JSON: "
-                                     f"{r.text[:200]!r}") from None
+                                     f"{_text(r.body)[:200]!r}") from None
             if not isinstance(data, dict):
                 raise _RequestFailed(f"the server's response is not a JSON object: {_clip(data)}")
             return data
@@ -251,8 +255,8 @@ class OpenAIPolicy:
         token_ids = _int_list(choice.get("token_ids")) or token_ids
         if logprobs and token_ids and len(logprobs) != len(token_ids):
             token_ids = []  # cannot pair them up: better none than misaligned
-        return Completion(text, token_ids=token_ids, logprobs=logprobs, entropies=entropies,
-                          prompt_token_ids=prompt_ids, finish_reason=finish)
+        return Completion(valid_text(text), token_ids=token_ids, logprobs=logprobs,
+                          entropies=entropies, prompt_token_ids=prompt_ids, finish_reason=finish)
 
 
 # --------------------------------------------------------------------------------------------
@@ -299,12 +303,28 @@ def _int_list(x: Any) -> list[int] | None:
     return list(x) if isinstance(x, list) and all(isinstance(i, int) for i in x) else None
 
 
-def _message_of(r: requests.Response | dict[str, Any]) -> str:
+def _problem(e: HTTPProblem, url: str, timeout_s: float, max_bytes: int) -> str:
+    if e.kind == "timeout":
+        return (f"no complete response from {url} within timeout_s={timeout_s}s; raise "
+                "timeout_s for long turns")
+    if e.kind == "too_big":
+        return (f"the response from {url} is over {max_bytes / (1 << 20):g} MB; raise "
+                "max_response_bytes if the server is trusted")
+    if e.kind == "redirect":
+        return f"{url} {e}; use the final address as base_url"
+    return f"request to {url} failed: {_clip(e)}"
+
+
+def _text(body: bytes) -> str:
+    return body.decode("utf-8", "replace")
+
+
+def _message_of(r: bytes | dict[str, Any]) -> str:
     """The server's own words: OpenAI's {"error": {"message"}}, vLLM's {"message"}, or text."""
     try:
-        data = r.json() if isinstance(r, requests.Response) else r
+        data = parse_json(r) if isinstance(r, bytes) else r
     except ValueError:
-        return _clip(r.text) or getattr(r, "reason", "") or "(empty body)"
+        return _clip(_text(r)) or "(empty body)"
     if isinstance(data, dict):
         err = data.get("error")
         for v in (err.get("message") if isinstance(err, dict) else err,

@@ -12,7 +12,9 @@ training. Two backends. "embedded" searches a small bundled corpus (national fla
 
 `caption` (or `title`) is required per result; `image`, `url` and `score` are optional. Result
 images are decoded with a pixel bound and shrunk to thumbnails; one that does not decode is
-dropped with its caption kept. Server trouble becomes a short error for the agent (`_http`).
+dropped with its caption kept; captions and urls are cut at entry and made valid UTF-8. Server
+trouble (a slow or huge answer, a redirect to another server, which would re-send the query
+image there) becomes a short error for the agent (`_http`).
 """
 
 from __future__ import annotations
@@ -32,13 +34,15 @@ from PIL import Image
 
 from axpo_env.errors import DatasetError, ToolCallError
 from axpo_env.tools._backend import need_url, set_backend
-from axpo_env.tools._http import JSONClient
+from axpo_env.tools._http import JSONClient, valid_text
 from axpo_env.tools.base import Tool, ToolContext, ToolResult
 
 MAX_TOP_K = 5
 THUMBNAIL = 256  # result images are shown at most this many pixels a side
 QUERY_SIDE = 1024  # the query image is sent at most this many pixels a side
 MAX_RESULT_PIXELS = 4096 * 4096
+MAX_CAPTION_CHARS = 1000
+MAX_URL_CHARS = 500
 
 
 @dataclass(frozen=True)
@@ -106,7 +110,8 @@ class EmbeddedBackend(ImageSearchBackend):
                 image = decode_image(r.get("image") or "")
             except ValueError as e:
                 raise DatasetError(f"image corpus record {i}: {e}") from None
-            self.hits.append(ImageHit(r["caption"], image, str(r.get("url") or "")))
+            self.hits.append(ImageHit(valid_text(r["caption"]), image,
+                                      valid_text(str(r.get("url") or ""))))
             feats.append(_features(image))
         if not self.hits:
             raise DatasetError("the image corpus is empty")
@@ -174,7 +179,8 @@ class HTTPImageBackend(ImageSearchBackend):
                 except ValueError:
                     picture = None  # the caption still helps
             score = r.get("score")
-            hits.append(ImageHit(caption.strip(), picture, str(r.get("url") or "")[:500],
+            hits.append(ImageHit(valid_text(caption[:MAX_CAPTION_CHARS].strip()), picture,
+                                 valid_text(str(r.get("url") or "")[:MAX_URL_CHARS]),
                                  float(score) if isinstance(score, (int, float)) else None))
         return hits
 

@@ -9,9 +9,11 @@ agentic-RL setups already serve (`POST {url}` with `{"queries": [q], "topk": k,
 hosted web-search API's format (Serper's, as Qwen-Agent's `web_search` calls it) for live web
 search.
 
-Server trouble (timeouts, refused connections, 5xx, garbage, oversized bodies) becomes a short
-`ToolCallError` for the agent (see `_http.JSONClient`); a call is bounded by about
-`(retries + 1) * timeout_s`.
+Server trouble (timeouts, drip-fed or oversized bodies, redirects elsewhere, refused
+connections, 5xx, garbage) becomes a short `ToolCallError` for the agent (see `_http`); each
+attempt is bounded by `timeout_s` of wall-clock time, a call by about `(retries + 1) *
+timeout_s`. Hits are cut at entry (`MAX_TITLE_CHARS`, `MAX_URL_CHARS`, and a server's texts at
+`MAX_TEXT_CHARS`) and their text made valid UTF-8, whatever a server or a corpus file holds.
 """
 
 from __future__ import annotations
@@ -26,13 +28,16 @@ from typing import Any
 
 from axpo_env.errors import DatasetError, ToolCallError
 from axpo_env.tools._backend import need_url, set_backend
-from axpo_env.tools._http import MAX_RESPONSE_BYTES, JSONClient
+from axpo_env.tools._http import MAX_RESPONSE_BYTES, JSONClient, valid_text
 from axpo_env.tools.base import Tool, ToolContext, ToolResult
 
 DEFAULT_CORPUS = Path(__file__).parent / "data" / "search_corpus.jsonl"
 SNIPPET_CHARS = 400
 MAX_QUERY_CHARS = 500
 MAX_TOP_K = 10
+MAX_TITLE_CHARS = 300
+MAX_URL_CHARS = 500
+MAX_TEXT_CHARS = 4000  # a server's document text; the agent reads SNIPPET_CHARS of it
 SERPER_URL = "https://google.serper.dev/search"
 
 
@@ -56,8 +61,10 @@ class SearchBackend:
         raise NotImplementedError
 
 
-def as_hit(doc: Any, score: Any = None) -> SearchHit:
-    """A hit from `{"title", "text", "url"}` or Search-R1's `{"contents": '"Title"\\ntext'}`."""
+def as_hit(doc: Any, score: Any = None, max_text: int | None = None) -> SearchHit:
+    """A hit from `{"title", "text", "url"}` or Search-R1's `{"contents": '"Title"\\ntext'}`;
+    title and url cut to `MAX_TITLE_CHARS`/`MAX_URL_CHARS`, text to `max_text`, all valid
+    UTF-8."""
     if not isinstance(doc, Mapping):
         raise ValueError(f"a document must be an object, got {type(doc).__name__}")
     if "text" in doc:
@@ -70,8 +77,13 @@ def as_hit(doc: Any, score: Any = None) -> SearchHit:
     if not isinstance(text, str) or not isinstance(title, str):
         raise ValueError("a document's 'title' and 'text' must be strings")
     score = float(score) if isinstance(score, (int, float)) else None
-    return SearchHit(title=title.strip(), text=text.strip(), url=str(doc.get("url") or ""),
-                     score=score)
+    return SearchHit(title=_line(title, MAX_TITLE_CHARS), text=valid_text(text[:max_text].strip()),
+                     url=_line(str(doc.get("url") or ""), MAX_URL_CHARS), score=score)
+
+
+def _line(text: str, limit: int) -> str:
+    """`text` on one line, at most `limit` characters, valid UTF-8."""
+    return valid_text(" ".join(text[:2 * limit].split())[:limit])
 
 
 def load_corpus(corpus: str | Path | Sequence[Mapping[str, Any]]) -> list[SearchHit]:
@@ -192,12 +204,12 @@ class HTTPBackend(SearchBackend):
                 batch = data["result"][0] if data["result"] else []
                 if not isinstance(batch, list):
                     raise ValueError("result[0] must be a list")
-                return [as_hit(item["document"], item.get("score"))
-                        if isinstance(item, dict) and "document" in item else as_hit(item)
-                        for item in batch]
+                return [as_hit(item["document"], item.get("score"), MAX_TEXT_CHARS)
+                        if isinstance(item, dict) and "document" in item
+                        else as_hit(item, max_text=MAX_TEXT_CHARS) for item in batch]
             if isinstance(data, dict) and isinstance(data.get("results"), list):
-                return [as_hit(doc, doc.get("score") if isinstance(doc, dict) else None)
-                        for doc in data["results"]]
+                return [as_hit(doc, doc.get("score") if isinstance(doc, dict) else None,
+                               MAX_TEXT_CHARS) for doc in data["results"]]
             raise ValueError("expected {'result': [[...]]} or {'results': [...]}")
         except ValueError as e:
             raise ToolCallError(f"the search server's answer has an unexpected shape ({e}); "
@@ -235,9 +247,9 @@ class SerperBackend(SearchBackend):
                 continue
             title, snippet, link = (item.get(k) for k in ("title", "snippet", "link"))
             if isinstance(title, str) or isinstance(snippet, str):
-                hits.append(SearchHit(title=str(title or "").strip(),
-                                      text=str(snippet or "").strip(),
-                                      url=link if isinstance(link, str) else ""))
+                hits.append(as_hit({"title": str(title or ""), "text": str(snippet or ""),
+                                    "url": link if isinstance(link, str) else ""},
+                                   max_text=MAX_TEXT_CHARS))
         return hits[:top_k]
 
 
