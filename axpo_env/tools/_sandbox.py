@@ -29,6 +29,7 @@ from typing import Any
 
 from axpo_env.errors import AxpoError
 from axpo_env.tools._sandbox_files import _new_scratch, _rmtree  # noqa: F401  (re-exported)
+from axpo_env.tools._sandbox_limits import new_cgroup
 from axpo_env.tools._sandbox_mounts import (  # noqa: F401  (re-exported for the tools and tests)
     _WORKER,
     _blocked_ancestor,
@@ -175,7 +176,7 @@ class _Worker:
     paused copies (`_sandbox_forks.Forks`, set by the tool)."""
 
     def __init__(self, plan: _Plan, scratch: str, uid: int | None, limits: dict[str, int],
-                 check_writable: bool = True, cgroup: Any = None):
+                 check_writable: bool = True):
         self.plan, self.history, self.used, self.seq, self.buf = plan, (), False, 0, bytearray()
         self.live: int | None = None
         self.exit: dict[str, Any] | None = None
@@ -201,7 +202,9 @@ class _Worker:
         # whose death signal may not reach a stranger uid. Its bytes are start-up errors.
         self.errfd, life_w = os.pipe()
         os.set_blocking(self.errfd, False)
-        self.cgroup = cgroup
+        # One cgroup for the whole sandbox where it can be made (`_sandbox_limits`)
+        self.cgroup = cgroup = new_cgroup(limits["sandbox_memory"], limits["nproc"] + 4) \
+            if limits.get("sandbox_memory") else None
         if cgroup is not None:  # joined before anything of the sandbox runs, by a shell's exec
             files = cgroup.procs_files()
             argv = ["/bin/sh", "-c", 'n=$1; shift; while [ "$n" -gt 0 ]; do '
@@ -424,3 +427,5 @@ class _Worker:
             self.sfd, self.sbuf = -1, None
         if self.forks is not None:
             self.forks.close()  # they died with the sandbox; their files go too
+        if self.cgroup is not None and self.proc.returncode is not None:
+            self.cgroup.close()

@@ -18,6 +18,8 @@ from typing import Any
 
 from PIL import Image
 
+from axpo_env.tools._sandbox_limits import unmount
+
 _IMAGE_EXT = (".png", ".jpg", ".jpeg")
 _MAX_IMAGE_BYTES = 32 << 20
 _MAX_SCAN = 20_000
@@ -53,6 +55,9 @@ def _alive(pid: int) -> bool:
 
 
 def _rmtree(path: str) -> None:
+    if os.path.ismount(path):  # a scratch tmpfs (`_sandbox_limits`)
+        unmount(path)
+
     def retry(func: Any, p: str, _exc: Any) -> None:
         try:
             os.chmod(os.path.dirname(p), 0o700)

@@ -28,6 +28,7 @@ from typing import Any
 from PIL import Image
 
 from axpo_env.errors import AxpoError, SnapshotError, ToolCallError
+from axpo_env.tools import _sandbox_limits
 from axpo_env.tools._sandbox import (
     _Died,
     _new_scratch,
@@ -97,11 +98,18 @@ class PythonTool(Tool):
 
     Args:
         timeout: wall-clock seconds per call; the host kills the sandbox when they run out.
-        memory_limit: bytes of address space (RLIMIT_AS); more raises MemoryError in the cell.
+        memory_limit: bytes of address space per process (RLIMIT_AS); more raises MemoryError
+            in the cell. With whole-sandbox limits, all the sandbox's processes together (paused
+            forks, children) and its tmpfs files hold at most memory_limit + disk_limit (a
+            cgroup, no swap); past that the kernel kills one of them.
         cpu_limit: CPU seconds per call (RLIMIT_CPU); default `timeout` + 1, a backstop.
-        max_processes: RLIMIT_NPROC (threads count too).
+        max_processes: RLIMIT_NPROC (threads count too); with whole-sandbox limits, a cgroup's
+            pids.max holds the sandbox's processes and threads together too.
         max_file_size: bytes per written file (RLIMIT_FSIZE); bigger writes fail with EFBIG.
-        disk_limit: bytes all files in the scratch dir may use; more rolls the call back.
+        disk_limit: bytes all files in the scratch dir may use. Where the sandbox gets
+            whole-sandbox limits (`limits_whole_sandbox`), the dir is a tmpfs of that size and a
+            write past it fails in the cell (ENOSPC), counting files unlinked but still open;
+            elsewhere the host's scan after each call finds the excess and rolls the call back.
         max_output_chars: characters of stdout (and, apart, of stderr) returned per call.
         max_images: images returned per call; max_image_pixels: larger ones are refused.
         isolation: "auto" (bubblewrap when it works, else rlimits), "bwrap" or "rlimits".
@@ -171,6 +179,13 @@ class PythonTool(Tool):
         "namespaces+uid" (or "uid+rlimits" where namespaces cannot be made); as another user
         without it "rlimits+audit", which is no security boundary (a warning says so)."""
         return _resolve_plan(self.isolation).label
+
+    @property
+    def limits_whole_sandbox(self) -> bool:
+        """Whether memory, processes and disk are limited for the sandbox as a whole (a cgroup
+        and a tmpfs scratch dir: root on Linux), not only per process (rlimits): see
+        `axpo_env.tools._sandbox_limits`."""
+        return _sandbox_limits.available()
 
     @property
     def restore_mode(self) -> str:
@@ -347,9 +362,12 @@ class PythonTool(Tool):
         return ""
 
     def _worker_limits(self, plan: _Plan) -> dict[str, int]:
-        """With a zygote, its pid 1 and the paused forks count against the process limit too."""
+        """With a zygote, its pid 1 and the paused forks count against the process limit too.
+        Where the sandbox gets a cgroup, its memory holds the processes and the scratch tmpfs."""
         extra = self._forks + 2 if plan.zygote else 0
-        return {**self._limits, "nproc": self._limits["nproc"] + extra}
+        whole = self._limits["memory"] + self._settings["disk_limit"] \
+            if _sandbox_limits.available() else 0
+        return {**self._limits, "nproc": self._limits["nproc"] + extra, "sandbox_memory": whole}
 
     def _switch(self, w: _Worker, fork: Any) -> None:
         """Leave the live session for `fork`'s copy (None: a fresh one from the zygote, which
@@ -438,6 +456,8 @@ class PythonTool(Tool):
         box = self._box
         if box.scratch is None:
             box.scratch = _new_scratch(self._settings["scratch_root"])
+            if _sandbox_limits.available():  # files count whole, unlinked-but-open ones too
+                _sandbox_limits.mount_scratch(box.scratch, self._settings["disk_limit"])
         if self._pngs[0] is not self._images:
             self._pngs = (self._images, [_encode_png(im) for im in self._images])
         _write_scratch(box.scratch, self._pngs[1], self._uid)
