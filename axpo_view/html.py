@@ -2,7 +2,9 @@
 
 The page is a single file with its CSS and script inline; images stay files (the recorded
 `images/` folder, eval charts) referenced by relative path, so the page opens from disk without
-a server and does not copy each image into itself. Every value from a record is escaped.
+a server and does not copy each image into itself. Every value from a record is escaped
+(`_e`), numbers included, and the page is made valid text (`load.clean_text`); rendering is
+linear in the number of records (the AXPO trees index them once).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from axpo_view.assets import CSS, JS
-from axpo_view.load import Run
+from axpo_view.load import Run, clean_text
 
 _SUMMARY_KEYS = ("tasks", "episodes", "pass@1", "tool_use_rate", "tool_error_rate",
                  "all_wrong_tool_share", "mean_turns", "truncated", "errors")
@@ -36,7 +38,7 @@ def render(run: Run, out: Path) -> str:
                  f"{len(run.episodes)}</span> shown)</h2>")
     parts += [page.episode(e) for e in run.episodes]
     parts.append(f"</section></main><script>{JS}</script></body></html>")
-    return "".join(parts)
+    return clean_text("".join(parts))
 
 
 class _Page:
@@ -53,11 +55,11 @@ class _Page:
         title = "Eval summary" if s else "Training metrics"
         out = [f"<section id='summary'><h2>{title}</h2>"]
         if s:
-            k = s.get("k", 1)
+            k = s.get("k") or 1
             keys = [key for key in _SUMMARY_KEYS if key != "pass@1"]
             keys[1:1] = ["pass@1"] + ([f"pass@{k}"] if k and k > 1 else [])
-            rows = [(name, m) for name, m in s.get("benchmarks", {}).items()]
-            rows.append(("average", s.get("average", {})))
+            rows = list((s.get("benchmarks") or {}).items())
+            rows.append(("average", s.get("average") or {}))
             out.append("<table><tr><th>benchmark</th>" + "".join(
                 f"<th>{escape(key)}</th>" for key in keys) + "</tr>")
             for name, m in rows:
@@ -71,35 +73,49 @@ class _Page:
         return "".join(out) + "</section>"
 
     def training(self) -> str:
-        """Per step: the AXPO branches as trees (source group, cut prefix, resamples)."""
-        steps = sorted({b["step"] for b in self.run.branches}
-                       | {e["step"] for e in self.run.episodes if e.get("step") is not None})
+        """Per step: the AXPO branches as trees (source group, cut prefix, resamples). The
+        records are indexed once by step and group, so this is linear in their number."""
+        branches: dict[int, dict[int, list[dict[str, Any]]]] = {}
+        for b in self.run.branches:
+            branches.setdefault(b["step"], {}).setdefault(b["group"], []).append(b)
+        rollouts: dict[int, list[dict[str, Any]]] = {}
+        groups: dict[tuple[int, str], list[dict[str, Any]]] = {}  # (step, "step1/g0/") ->
+        steps = set(branches)
+        for e in self.run.episodes:
+            if e.get("step") is None:
+                continue
+            steps.add(e["step"])
+            if e.get("role") == "rollout":
+                rollouts.setdefault(e["step"], []).append(e)
+                head = e["id"].split("/", 2)
+                if len(head) == 3:
+                    groups.setdefault((e["step"], f"{head[0]}/{head[1]}/"), []).append(e)
         if not steps:
             return ""
         out = ["<section id='axpo'><h2>Training steps and AXPO branches</h2>"]
-        for step in steps:
-            mine = [b for b in self.run.branches if b["step"] == step]
-            rollouts = [e for e in self.run.episodes
-                        if e.get("step") == step and e.get("role") == "rollout"]
-            acc = sum(e.get("correct", False) for e in rollouts) / max(1, len(rollouts))
-            out.append(f"<details class='step' open><summary><b>step {step}</b>: "
-                       f"{len(rollouts)} rollouts, accuracy {acc:.2f}, {len(mine)} selected "
-                       f"prefix(es), {sum(b['recovered'] for b in mine)} recovered</summary>")
-            for g in sorted({b["group"] for b in mine}):
-                out.append(self._tree(step, g, [b for b in mine if b["group"] == g]))
+        for step in sorted(steps):
+            mine = branches.get(step, {})
+            done = rollouts.get(step, [])
+            acc = sum(bool(e.get("correct")) for e in done) / max(1, len(done))
+            chosen = [b for group in mine.values() for b in group]
+            out.append(f"<details class='step' open><summary><b>step {_e(step)}</b>: "
+                       f"{len(done)} rollouts, accuracy {acc:.2f}, {len(chosen)} selected "
+                       f"prefix(es), {sum(b['recovered'] for b in chosen)} recovered</summary>")
+            for g in sorted(mine):
+                out.append(self._tree(step, g, mine[g], groups.get((step, f"step{step}/g{g}/"),
+                                                                    [])))
             if not mine:
                 out.append("<p>No group triggered AXPO at this step (no all-wrong tool-using "
                            "subgroup, or no budget).</p>")
             out.append("</details>")
         return "".join(out) + "</section>"
 
-    def _tree(self, step: int, g: int, branches: list[dict[str, Any]]) -> str:
-        group = [e for e in self.run.episodes if e.get("step") == step
-                 and e.get("role") == "rollout" and e.get("id", "").startswith(f"step{step}/g{g}/")]
+    def _tree(self, step: int, g: int, branches: list[dict[str, Any]],
+              group: list[dict[str, Any]]) -> str:
         task = group[0].get("task_id") if group else "?"
         sources = {b["source"] for b in branches}
-        out = [f"<div class='tree' data-step='{step}' data-group='{g}'><b>group {g}</b>, task "
-               f"{escape(str(task))}: triggered (tool-using subgroup all wrong)<ul>"]
+        out = [f"<div class='tree' data-step='{_e(step)}' data-group='{_e(g)}'><b>group "
+               f"{_e(g)}</b>, task {_e(task)}: triggered (tool-using subgroup all wrong)<ul>"]
         for e in group:
             mark = " src" if e["id"] in sources else ""
             out.append(f"<li class='rollout{mark}'>{self._link(e['id'])} reward "
@@ -107,13 +123,12 @@ class _Page:
                        f"{' &larr; source' if mark else ''}</li>")
         out.append("</ul>")
         for b in branches:
-            prefix = b.get("prefix", "")
             out.append(
-                f"<div class='branch' data-source='{escape(b['source'])}'>"
-                f"<b>branch {b['index']}</b> from {self._link(b['source'])}, turn {b['turn']}, "
-                f"cut after {b['keep']} generated ids; tool-call confidence "
+                f"<div class='branch' data-source='{_e(b['source'])}'>"
+                f"<b>branch {_e(b['index'])}</b> from {self._link(b['source'])}, turn "
+                f"{_e(b['turn'])}, cut after {_e(b['keep'])} generated ids; tool-call confidence "
                 f"<b class='confidence'>{_num(b['score'], 3)}</b>"
-                f"<pre>{escape(prefix)}<span class='cut'>&#9986; cut</span></pre><ul>")
+                f"<pre>{_e(b.get('prefix'))}<span class='cut'>&#9986; cut</span></pre><ul>")
             for rid, reward in zip(b["resamples"], b["rewards"]):
                 e = self.by_id.get(rid, {})
                 out.append(f"<li class='resample'>{self._link(rid)} reward {_num(reward)}"
@@ -148,20 +163,20 @@ class _Page:
                 "tool": int((e.get("tool_calls") or 0) > 0),
                 "errors": int((e.get("tool_errors") or 0) > 0),
                 "truncated": int(bool(e.get("truncated"))), "role": e.get("role") or ""}
-        attrs = "".join(f" data-{k}='{escape(str(v))}'" for k, v in data.items())
+        attrs = "".join(f" data-{k}='{_e(v)}'" for k, v in data.items())
         out = [f"<details class='episode' id='{_anchor(e['id'])}'{attrs}><summary>"
-               f"<b>{escape(e['id'])}</b> {escape(str(e.get('env') or ''))}"
+               f"<b>{_e(e['id'])}</b> {_e(e.get('env'))}"
                f"{_badges(e)}</summary><div class='body'>"]
         if e.get("source"):
             out.append(f"<p>AXPO resample of {self._link(e['source'])}, branched at turn "
-                       f"{(e.get('parent') or ['?'])[0]}</p>")
+                       f"{_e((e.get('parent') or ['?'])[0])}</p>")
         if e.get("question"):
-            out.append(f"<h3>Task</h3><pre class='question'>{escape(e['question'])}</pre>")
-        out += [self._figure(im, "task image") for im in e.get("images", [])]
-        for n, turn in enumerate(e.get("turns", [])):
+            out.append(f"<h3>Task</h3><pre class='question'>{_e(e['question'])}</pre>")
+        out += [self._figure(im, "task image") for im in e.get("images") or []]
+        for n, turn in enumerate(e.get("turns") or []):
             out.append(self._turn(n, turn))
         if e.get("error"):
-            out.append(f"<p class='badge bad'>error: {escape(str(e['error']))}</p>")
+            out.append(f"<p class='badge bad'>error: {_e(e['error'])}</p>")
         out.append(f"<p class='final'>final answer: <b>{escape(_show(e.get('answer')))}</b>; "
                    f"reference: <b>{escape(_show(e.get('reference')))}</b>; score "
                    f"<b>{_num(e.get('reward'))}</b></p>")
@@ -177,63 +192,71 @@ class _Page:
                        f"{_num(t['confidence'], 3)}</span>")
         if t.get("thinking"):
             out.append(f"<details class='thinking'><summary>thinking ({len(t['thinking'])} "
-                       f"chars)</summary><pre>{escape(t['thinking'])}</pre></details>")
+                       f"chars)</summary><pre>{_e(t['thinking'])}</pre></details>")
         call = t.get("call")
         if call:
             args = json.dumps(call.get("arguments"), ensure_ascii=False)
-            out.append(f"<div class='call'>tool call: <b>{escape(str(call.get('name')))}</b>"
-                       f"({escape(args)}){' ' + escape(call['error']) if call.get('error') else ''}"
-                       "</div>")
+            error = f" {_e(call['error'])}" if call.get("error") else ""
+            out.append(f"<div class='call'>tool call: <b>{_e(call.get('name'))}</b>"
+                       f"({_e(args)}){error}</div>")
         elif t.get("answer") is not None:
-            out.append(f"<div class='call'>answer: <b>{escape(str(t['answer']))}</b></div>")
+            out.append(f"<div class='call'>answer: <b>{_e(t['answer'])}</b></div>")
         elif t.get("last_only") or t.get("format_error"):
-            out.append(f"<pre>{escape(t.get('text', ''))}</pre>")
+            out.append(f"<pre>{_e(t.get('text'))}</pre>")
             if t.get("format_error"):
-                out.append(f"<span class='badge warn'>{escape(t['format_error'])}</span>")
+                out.append(f"<span class='badge warn'>{_e(t['format_error'])}</span>")
         reply = t.get("reply") or {}
         if reply.get("text") or reply.get("images"):
-            out.append(f"<div class='reply'>tool reply:<pre>{escape(reply.get('text', ''))}"
-                       "</pre>")
+            out.append(f"<div class='reply'>tool reply:<pre>{_e(reply.get('text'))}</pre>")
             crop = t.get("crop")
             if crop:
                 out.append(self._figure(crop["source"], "source, crop box", crop["box"]))
             out += [self._figure(im, "zoomed result" if crop else "tool image")
-                    for im in reply.get("images", [])]
+                    for im in reply.get("images") or []]
             out.append("</div>")
         return "".join(out) + "</div>"
 
     def _figure(self, rel: str, caption: str, box: list[float] | None = None) -> str:
         path = self.run.root / rel
-        if not path.is_file():
-            return (f"<figure><div class='missing'>image missing: {escape(rel)}</div>"
-                    f"<figcaption>{escape(caption)}</figcaption></figure>")
+        try:
+            found = path.is_file()
+        except (OSError, ValueError):  # a name too long for the file system, say
+            found = False
+        if not found:
+            return (f"<figure><div class='missing'>image missing: {_e(rel)}</div>"
+                    f"<figcaption>{_e(caption)}</figcaption></figure>")
         overlay = ""
         if box:
             x1, y1, x2, y2 = (max(0.0, min(1.0, float(v))) * 100 for v in box)
             overlay = (f"<div class='box' style='left:{x1:.2f}%;top:{y1:.2f}%;"
                        f"width:{x2 - x1:.2f}%;height:{y2 - y1:.2f}%'></div>")
-        return (f"<figure><div class='frame'><img src='{self._src(path)}' alt='{escape(rel)}'>"
-                f"{overlay}</div><figcaption>{escape(caption)}</figcaption></figure>")
+        return (f"<figure><div class='frame'><img src='{self._src(path)}' alt='{_e(rel)}'>"
+                f"{overlay}</div><figcaption>{_e(caption)}</figcaption></figure>")
 
     def _src(self, path: Path) -> str:
         return quote(Path(os.path.relpath(path.resolve(), self.here.resolve())).as_posix())
 
     def _link(self, episode_id: str) -> str:
-        return f"<a href='#{_anchor(episode_id)}'>{escape(episode_id)}</a>"
+        return f"<a href='#{_anchor(episode_id)}'>{_e(episode_id)}</a>"
 
 
 def _badges(e: dict[str, Any]) -> str:
     out = ["<span class='badge ok'>correct</span>" if e.get("correct")
            else "<span class='badge bad'>wrong</span>"]
     if e.get("tool_calls"):
-        out.append(f"<span class='badge info'>{e['tool_calls']} tool call(s)</span>")
+        out.append(f"<span class='badge info'>{_e(e['tool_calls'])} tool call(s)</span>")
     if e.get("tool_errors"):
-        out.append(f"<span class='badge warn'>{e['tool_errors']} tool error(s)</span>")
+        out.append(f"<span class='badge warn'>{_e(e['tool_errors'])} tool error(s)</span>")
     if e.get("truncated"):
         out.append("<span class='badge warn'>truncated</span>")
     if e.get("error"):
         out.append("<span class='badge bad'>failed</span>")
     return "".join(out)
+
+
+def _e(value: Any) -> str:
+    """Any value as HTML text, escaped; None as nothing."""
+    return "" if value is None else escape(str(value))
 
 
 def _anchor(episode_id: str) -> str:
@@ -246,6 +269,6 @@ def _show(value: Any) -> str:
 
 def _num(value: Any, digits: int = 2) -> str:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return "—" if value is None else escape(str(value))
+        return "—" if value is None else _e(value)
     return str(value) if isinstance(value, int) else f"{value:.{digits}f}"
 
