@@ -140,6 +140,24 @@ def _resolve_plan(isolation: str) -> _Plan:
 # One worker process and its frame protocol; every wait has a deadline.
 
 
+def _kill_uid(uid: int) -> None:
+    """SIGKILL every process whose real uid is `uid` (the sandbox's own), until none is left."""
+    for _ in range(100):
+        found = False
+        for name in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{name}/status") as f:
+                    fields = dict(line.split(":", 1) for line in f if ":" in line)
+                if int(fields["Uid"].split()[0]) == uid and fields["State"].split()[0] != "Z":
+                    found = True
+                    os.kill(int(name), signal.SIGKILL)
+            except (OSError, KeyError, ValueError, IndexError):
+                continue
+        if not found:
+            return
+        time.sleep(0.01)
+
+
 _SPAWNER: dict[int, queue.SimpleQueue] = {}  # by pid: a forked child needs its own thread
 _SPAWN_LOCK = threading.Lock()
 
@@ -178,6 +196,7 @@ class _Worker:
     def __init__(self, plan: _Plan, scratch: str, uid: int | None, limits: dict[str, int],
                  check_writable: bool = True):
         self.plan, self.history, self.used, self.seq, self.buf = plan, (), False, 0, bytearray()
+        self.uid = uid
         self.live: int | None = None
         self.exit: dict[str, Any] | None = None
         self.forks: Any = None
@@ -416,6 +435,8 @@ class _Worker:
                 os.killpg(pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=10)
+            if self.plan.drop and not self.plan.zygote and self.uid is not None:
+                _kill_uid(self.uid)  # no pid namespace: strays that left the group live on
         for f in (self.proc.stdin, self.proc.stdout):
             with contextlib.suppress(OSError):
                 f.close()  # type: ignore[union-attr]

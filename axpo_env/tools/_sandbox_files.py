@@ -172,11 +172,11 @@ def _write_scratch(scratch: str, pngs: list[bytes], uid: int | None) -> None:
     paths = [scratch]
     for i, data in enumerate(pngs):
         paths.append(os.path.join(scratch, f"image_{i}.png"))
-        with open(paths[-1], "wb") as f:
+        with open(paths[-1], "xb") as f:  # exclusive: never through a link left in its place
             f.write(data)
     if uid is not None:  # the worker runs as this uid: give it its files
         for path in paths:
-            os.chown(path, uid, uid)
+            os.chown(path, uid, uid, follow_symlinks=False)
 
 
 
@@ -226,7 +226,9 @@ def copy_out(root: str, dst: str, max_bytes: int) -> bool:
 
 def copy_in(src: str, root: str, uid: int | None) -> None:
     """Make the scratch dir `root` what `copy_out` saved in `src` (our own copy: trusted), owned
-    by the sandbox's uid. Dir times are set last, after their contents."""
+    by the sandbox's uid. Dir times are set last, after their contents. The caller has ended
+    every process of the sandbox that could run; still, nothing here follows a link in `root`:
+    files and dirs are made exclusively, owners and modes set on what was made."""
     _write_scratch(root, [], None)
     dirs = []
     for here, subdirs, files in os.walk(src):
@@ -242,10 +244,21 @@ def copy_in(src: str, root: str, uid: int | None) -> None:
                 if uid is not None:
                     os.chown(b, uid, uid, follow_symlinks=False)
                 continue
-            shutil.copy2(a, b)
-            if uid is not None:
-                os.chown(b, uid, uid)
+            st = os.stat(a)
+            with open(a, "rb") as f, open(b, "xb") as g:
+                shutil.copyfileobj(f, g, 1 << 20)
+                _own(g.fileno(), st, uid)
     for here, out in reversed(dirs):
-        shutil.copystat(here, out)
-        if uid is not None:
-            os.chown(out, uid, uid)
+        fd = os.open(out, _DIR_FLAGS)
+        try:
+            _own(fd, os.stat(here), uid)
+        finally:
+            os.close(fd)
+
+
+def _own(fd: int, st: os.stat_result, uid: int | None) -> None:
+    """Give what `fd` names the mode and times of `st`, and the sandbox's uid."""
+    if uid is not None:
+        os.fchown(fd, uid, uid)
+    os.fchmod(fd, stat.S_IMODE(st.st_mode))
+    os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
