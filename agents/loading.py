@@ -83,15 +83,19 @@ def load_policy(spec: str | Path, *, token_level: bool = False, device: str | No
 
 
 def served_model(base_url: str, api_key: str | None, timeout: float) -> str:
-    """The first model id a server's GET /models lists."""
-    import requests
+    """The first model id a server's GET /models lists (one bounded exchange: a deadline, a size
+    cap, same-origin redirects only; see `axpo_env.tools._http.fetch`)."""
+    import time
+
+    from axpo_env.tools._http import fetch, new_session, parse_json, valid_text
 
     url = f"{base_url.rstrip('/')}/models"
     try:
-        r = requests.get(url, headers={"Authorization": f"Bearer {api_key}"} if api_key else {},
-                         timeout=min(timeout, 30))
-        r.raise_for_status()
-        return str(r.json()["data"][0]["id"])
+        reply = fetch(new_session(1), "GET", url, time.monotonic() + min(timeout, 30), 4 << 20,
+                      headers={"Authorization": f"Bearer {api_key}"} if api_key else {})
+        if reply.status >= 400:
+            raise ValueError(f"HTTP {reply.status}")
+        return valid_text(str(parse_json(reply.body)["data"][0]["id"]))[:200]
     except Exception as e:
         raise ModelLoadError(f"cannot list the models served at {url} ({type(e).__name__}: "
                              f"{e}); check the URL (it usually ends in /v1) or pass "

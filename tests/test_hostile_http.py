@@ -284,3 +284,16 @@ def test_lone_surrogates_in_a_model_error_are_repaired() -> None:
         c = ask(policy(srv.origin()))
     assert c.finish_reason == "error" and "bad" in c.error
     assert_valid_utf8(c.error)
+
+
+@pytest.mark.parametrize("drip", [drip_body, drip_headers], ids=["body", "headers"])
+def test_listing_a_servers_models_is_cut_off_at_the_deadline(drip: Callable) -> None:
+    """`load_policy("http://...")` asks GET /models for the model's name: bounded the same way."""
+    from agents.loading import served_model
+    from axpo_env.errors import ModelLoadError
+
+    with serving(drip) as srv:
+        start = time.monotonic()
+        with pytest.raises(ModelLoadError, match="cannot list the models served"):
+            served_model(srv.origin(), None, DEADLINE)
+        assert time.monotonic() - start < 2 * DEADLINE
