@@ -3,7 +3,9 @@
 One `{"type": "config", "env", "config"}` line per env holds the settings its results depend on;
 then one `{"type": "episode", ...}` line per finished episode. Lines are written a batch at a
 time and fsynced, so a crash loses at most the batch in flight; a torn last line is dropped when
-the file is opened again.
+the file is opened again. Text is valid UTF-8 both ways: a lone surrogate (a model's or a search
+engine's text) becomes U+FFFD. A finished episode whose numbers are impossible (a negative or
+huge count, a NaN reward) is not trusted: a warning names its line and the episode runs again.
 """
 
 from __future__ import annotations
@@ -26,6 +28,19 @@ _EPISODE_FIELDS: dict[str, tuple[type, ...]] = {
     "reward": (int, float), "tool_calls": (int,), "tool_errors": (int,), "turns": (int,),
     "truncated": (bool,), "error": (str, type(None)),
 }
+MAX_COUNT = 10**6  # far above any episode's turns, tool calls or samples
+
+
+def valid_text(value: Any) -> Any:
+    """`value` with every lone surrogate in its strings (in nested dicts and lists too) replaced
+    by U+FFFD: such text cannot be encoded as UTF-8. Other values are returned as they are."""
+    if isinstance(value, str):
+        return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    if isinstance(value, dict):
+        return {valid_text(k): valid_text(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [valid_text(v) for v in value]
+    return value
 
 
 def _row_problem(row: Any) -> str | None:
@@ -46,11 +61,24 @@ def _row_problem(row: Any) -> str | None:
     return None
 
 
+def _value_problem(row: dict[str, Any]) -> str | None:
+    """What is impossible in an episode row of the right shape, or None: counts must be ints in
+    [0, MAX_COUNT] (a 4000-digit one overflowed the summary); the reward a finite number."""
+    for key, types in _EPISODE_FIELDS.items():
+        value = row[key]
+        if types == (int,) and not 0 <= value <= MAX_COUNT:
+            return f'"{key}" is {str(value)[:40]}, not from 0 to {MAX_COUNT}'
+    if not -MAX_COUNT <= row["reward"] <= MAX_COUNT:  # NaN, an infinity, a huge int
+        return f'"reward" is {str(row["reward"])[:40]}, not a finite number'
+    return None
+
+
 class ResultsFile:
     """results.jsonl: a config line per env, then one line per finished episode.
 
-    A torn last line (the process died mid-write) is dropped on open; any other bad line is an
-    error, not silently skipped."""
+    A torn last line (the process died mid-write) is dropped on open; an episode with impossible
+    numbers is skipped with a warning (it runs again; its line stays in the file); any other bad
+    line is an error, not silently skipped."""
 
     def __init__(self, path: Path, resume: bool):
         self.path = path
@@ -71,7 +99,7 @@ class ResultsFile:
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                row = json.loads(line.decode("utf-8", "replace"))
             except (ValueError, RecursionError) as e:
                 raise EvalError(f"{self.path} line {n} is not JSON ({str(e)[:200]}); remove "
                                 "that line or use another --output-dir") from None
@@ -79,7 +107,12 @@ class ResultsFile:
             if problem:
                 raise EvalError(f"{self.path} line {n} is not a row axpo eval writes ({problem});"
                                 " remove that line or use another --output-dir")
-            self.rows.append(row)
+            problem = _value_problem(row) if row["type"] == "episode" else None
+            if problem:
+                print(f"axpo eval: warning: {self.path} line {n} is not trusted ({problem}); "
+                      "that episode runs again", file=sys.stderr)
+                continue
+            self.rows.append(valid_text(row))
         if len(complete) < len(data):
             with self.path.open("r+b") as f:
                 f.truncate(len(complete))
@@ -95,6 +128,7 @@ class ResultsFile:
 
     def append(self, rows: Sequence[dict[str, Any]]) -> None:
         """Write rows in one go and make them durable before the next batch starts."""
+        rows = [valid_text(r) for r in rows]
         self._file.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
         self._file.flush()
         os.fsync(self._file.fileno())
@@ -105,7 +139,7 @@ class ResultsFile:
 
 
 def check_settings(file: ResultsFile, env: str, settings: dict[str, Any]) -> None:
-    old = file.settings(env)
+    old, settings = file.settings(env), valid_text(settings)  # as the file holds them
     if old is None or old == settings:
         return
     diff = "; ".join(f"{k}: {old.get(k)!r} then, {settings.get(k)!r} now"

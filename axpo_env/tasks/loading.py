@@ -14,7 +14,9 @@ import base64
 import binascii
 import io
 import json
+import os
 import re
+import stat
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -28,6 +30,7 @@ from axpo_env.errors import DatasetError
 HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _BASE64 = re.compile(r"^[A-Za-z0-9+/=\s]+$")
 Rows = Any  # a `datasets.Dataset` or a list of dicts
+MAX_IMAGE_BYTES = 64 << 20  # far above any benchmark's image; /dev/zero must not fill memory
 
 
 @contextmanager
@@ -231,10 +234,29 @@ def _image_bytes(value: Any, base: Path | None, label: str) -> tuple[bytes, str]
             raise DatasetError(f"{label}: image is not valid base64: {e}") from e
     path = Path(text)
     path = path if path.is_absolute() or base is None else base / path
-    try:
-        return path.read_bytes(), str(path)
-    except (OSError, ValueError) as e:  # missing, a directory, a name too long, a NUL byte...
-        raise DatasetError(f"{label}: image file {str(path)[:200]} not readable: {e}") from e
+    return _read_image_file(path, label), str(path)
+
+
+def _read_image_file(path: Path, label: str) -> bytes:
+    """The bytes of a regular file of at most MAX_IMAGE_BYTES, else a `DatasetError`: a device
+    such as /dev/zero or a fifo would read (or wait) forever, a directory holds no image."""
+    where = f"{label}: image file {str(path)[:200]}"
+    try:  # O_NONBLOCK: opening a fifo does not wait for a writer
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        try:
+            regular, data = stat.S_ISREG(os.fstat(fd).st_mode), b""
+            if regular:
+                with open(fd, "rb", closefd=False) as f:
+                    data = f.read(MAX_IMAGE_BYTES + 1)
+        finally:
+            os.close(fd)
+    except (OSError, ValueError) as e:  # missing, a name too long, a NUL byte...
+        raise DatasetError(f"{where} not readable: {e}") from e
+    if not regular:
+        raise DatasetError(f"{where} is not a regular file (a device, fifo or directory)")
+    if len(data) > MAX_IMAGE_BYTES:
+        raise DatasetError(f"{where} is larger than {MAX_IMAGE_BYTES} bytes")
+    return data
 
 
 def decode_image(value: Any, base: Path | None, label: str) -> Image.Image:

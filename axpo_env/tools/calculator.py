@@ -3,7 +3,9 @@
 The evaluator (`_calc_eval.py`) never `eval`s or `sympify`s text and refuses oversized input up
 front. sympy cannot be interrupted inside a thread, so evaluation runs in a small worker
 subprocess (memory-capped, SIGALRM soft limit); the caller kills it after `TIME_LIMIT_S` and
-starts a fresh one. Without POSIX pipes it runs in-process under the static bounds only.
+starts a fresh one. A worker that fails to start (EAGAIN, dying on the way) makes that call a
+tool error and the next call starts another: the time limit always holds. Without POSIX pipes it
+runs in-process under the static bounds only.
 """
 
 from __future__ import annotations
@@ -151,9 +153,17 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_after_fork)
 
 
+def _start() -> _Worker | None:
+    """A new worker, or None when the OS refuses a process now (EAGAIN): the next call retries."""
+    try:
+        return _Worker()
+    except OSError:
+        return None
+
+
 def evaluate(expression: str, time_limit_s: float = TIME_LIMIT_S) -> str:
     """The calculator's answer for `expression`, or `ToolCallError` saying what is wrong."""
-    global _WORKER, _NO_WORKER
+    global _WORKER
     _parse(expression)  # instant errors for syntax, size and names, without a round trip
     with _LOCK:
         if _NO_WORKER:
@@ -166,16 +176,15 @@ def evaluate(expression: str, time_limit_s: float = TIME_LIMIT_S) -> str:
         except (TimeoutError, EOFError, OSError, ValueError) as e:
             starting = _WORKER is None or not _WORKER.ready
             _shutdown()
-            if starting and isinstance(e, TimeoutError):  # slow (a busy machine), not broken:
-                _WORKER = _Worker()  # keep the time limit; the next call waits for this one
+            _WORKER = _start()  # the next one starts now, while the agent reads the error
+            if starting and isinstance(e, TimeoutError):  # slow (a busy machine), not broken
                 raise _err("the calculator is still starting (the machine is busy); call it "
                            "again") from None
-            if starting:
-                _NO_WORKER = True
-                warnings.warn(f"calculator worker failed to start ({e!r}); evaluating "
-                              "in-process without a time limit", RuntimeWarning, stacklevel=2)
-                return _evaluate(expression, time_limit_s)
-            _WORKER = _Worker()  # start the next one now, while the agent reads the error
+            if starting:  # never evaluate in-process instead: nothing could stop it in time
+                warnings.warn(f"calculator worker failed to start ({e!r}); the call fails "
+                              "and the next one starts another", RuntimeWarning, stacklevel=2)
+                raise _err("the calculator could not start (the machine is busy); call it "
+                           "again") from None
             if isinstance(e, TimeoutError):
                 raise _timeout_error(time_limit_s) from None
             raise _err("the calculation crashed or ran out of memory and was stopped; "
