@@ -3,7 +3,9 @@
 Shared by the RL trainer and SFT so both write the same files: stable-baselines3's logger
 (stdout, JSONL, CSV, TensorBoard), PNG plots of per-step metrics, `checkpoint-N` folders.
 A checkpoint loads strictly or not at all: a damaged latest one falls back to the one before it,
-with a warning, and `.tmp-*` folders of saves that were killed are removed at the next start.
+with a warning, unless its reader refuses it (`CheckpointRefused`: a trainer state that is
+hostile or damaged stops the resume), and `.tmp-*` folders of saves that were killed are removed
+at the next start.
 """
 
 from __future__ import annotations
@@ -30,6 +32,11 @@ T = TypeVar("T")
 class CheckpointError(RuntimeError):
     """A checkpoint folder that cannot be loaded as it was saved (missing, truncated or
     mismatched files); the message names the folder and the file."""
+
+
+class CheckpointRefused(CheckpointError):
+    """A checkpoint that must stop the resume rather than be skipped for an older one (see
+    `algorithms.checkpoint_state`); the message is one line naming the file."""
 
 
 def write_checkpoint(accelerator: Any, output_dir: Path, step: int,
@@ -74,12 +81,15 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
 def read_latest(output_dir: Path, read: Callable[[Path], T]) -> tuple[Path, T] | None:
     """`read(folder)` of the newest checkpoint it succeeds on, newest first, with a warning per
     damaged one skipped; None when there is none. `read` must only read (nothing is changed
-    until a whole checkpoint has been read). Checkpoints that all fail are an error."""
+    until a whole checkpoint has been read). Checkpoints that all fail are an error, and so is
+    one that `read` refuses (`CheckpointRefused`): it is raised as it is, nothing skipped."""
     remove_stale_temp(output_dir)
     failures = []
     for path in checkpoints(output_dir):
         try:
             return path, read(path)
+        except CheckpointRefused:
+            raise
         except Exception as e:  # a damaged checkpoint, whatever the file format raises
             failures.append(f"{path.name}: {type(e).__name__}: {str(e)[:300]}")
             warnings.warn(f"cannot load {path} ({failures[-1]}); trying the checkpoint before "

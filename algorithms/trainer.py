@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import random
 import re
 import time
 from collections.abc import Sequence
@@ -33,12 +32,12 @@ from agents.loading import load_policy
 from agents.policy import SamplingParams
 from agents.rollout import EnvPool, rollout
 from algorithms import axpo
+from algorithms.checkpoint_state import apply_trainer_state, read_trainer_state, save_trainer_state
 from algorithms.config import AXPOConfig, GRPOConfig
 from algorithms.grpo import TrainBatch, TrainSample, grpo_batch, pad_left
 from algorithms.loss import Normalizers, policy_loss, update_loss
 from algorithms.outputs import (
     RL_PLOT_KEYS,
-    CheckpointError,
     make_logger,
     plot_history,
     read_latest,
@@ -109,7 +108,8 @@ class Trainer:
         self.step = 0
         self.history: list[dict[str, float]] = []
         self.output_dir = Path(cfg.output_dir)
-        if cfg.resume:  # the newest checkpoint that loads whole; damaged ones are warned about
+        if cfg.resume:  # the newest checkpoint that loads whole; damaged weights are warned
+            # about and skipped, a refused trainer state raises (algorithms.checkpoint_state)
             found = read_latest(self.output_dir, self._read_checkpoint)
             if found is not None:
                 self._apply_checkpoint(found[1])
@@ -342,12 +342,7 @@ class Trainer:
         def write(folder: Path) -> None:
             self.policy.model.save_pretrained(folder)
             self.policy.processor.save_pretrained(folder)
-            torch.save({"optimizer": self.optimizer.state_dict(),
-                        "scheduler": self.scheduler.state_dict(),
-                        "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
-                        "numpy_rng": np.random.get_state(),
-                        "trainer_rng": self.rng.bit_generator.state},
-                       folder / "trainer_state.pt")
+            save_trainer_state(folder, self.optimizer, self.scheduler, self.rng)
             (folder / "trainer.json").write_text(json.dumps(
                 {"step": self.step, "algorithm": self.algorithm,
                  "config": self.config.to_dict(), "history": self.history}, indent=1))
@@ -362,23 +357,15 @@ class Trainer:
             self._apply_checkpoint(self._read_checkpoint(Path(path)))
 
     def _read_checkpoint(self, path: Path) -> tuple[dict, dict, int, list]:
+        saved = read_trainer_state(path, self.optimizer)  # first: a hostile one always stops
         state = read_weights(path, self.policy.model)
-        saved = torch.load(path / "trainer_state.pt", weights_only=False)
-        keys = {"optimizer", "scheduler", "torch_rng", "python_rng", "numpy_rng", "trainer_rng"}
-        if not isinstance(saved, dict) or not keys <= saved.keys():
-            raise CheckpointError(f"{path / 'trainer_state.pt'} lacks {sorted(keys)}")
         meta = json.loads((path / "trainer.json").read_text())
         return state, saved, int(meta["step"]), list(meta["history"])
 
     def _apply_checkpoint(self, loaded: tuple[dict, dict, int, list]) -> None:
         state, saved, self.step, self.history = loaded
         self.policy.model.load_state_dict(state, strict=False)  # checked: only tied copies left
-        self.optimizer.load_state_dict(saved["optimizer"])
-        self.scheduler.load_state_dict(saved["scheduler"])
-        torch.set_rng_state(saved["torch_rng"])
-        random.setstate(saved["python_rng"])
-        np.random.set_state(saved["numpy_rng"])
-        self.rng.bit_generator.state = saved["trainer_rng"]
+        apply_trainer_state(saved, self.optimizer, self.scheduler, self.rng)
 
 
 def _trainable(model: Any, pattern: str | None) -> list[Any]:

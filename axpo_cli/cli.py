@@ -310,12 +310,17 @@ def parse(argv: Sequence[str] | None = None
     return command, algo, config
 
 
-def _train(algo: str, config: GRPOConfig) -> None:
-    """Run RL; the Trainer loads config.model through `agents.load_policy`."""
+def _train(algo: str, config: GRPOConfig) -> int:
+    """Run RL; the Trainer loads config.model through `agents.load_policy`. A checkpoint that
+    `--resume` cannot load (or refuses: a hostile or damaged trainer state) is one line and
+    status 1."""
+    from algorithms.outputs import CheckpointError
     from algorithms.trainer import Trainer  # heavy (torch, accelerate): only when training
 
-    Trainer(algorithm=algo, config=config, policy=config.model or None,
-            env_id=config.env_id).train()
+    _, status = _guard("train", lambda: Trainer(
+        algorithm=algo, config=config, policy=config.model or None, env_id=config.env_id).train(),
+        [(CheckpointError, 1, lambda e: f"error: {' '.join(str(e).split())}")])
+    return status or 0
 
 
 def _sft(config: SFTConfig) -> None:
@@ -389,11 +394,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "view":
         return _view(config["path"], config["out"])
     if command == "train":
-        _train(algo, config)
-    elif command == "eval":
+        return _train(algo, config)
+    if command == "eval":
         return _eval(config)
-    else:
-        _sft(config)
+    _sft(config)
     return 0
 
 
