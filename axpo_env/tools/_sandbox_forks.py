@@ -97,13 +97,23 @@ def _descendants(root: int) -> list[int]:
     return out
 
 
+def _runs(pid: int) -> bool:
+    """Whether `pid` can still run: not exited (a zombie waiting to be reaped runs nothing)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except (OSError, IndexError):
+        return False
+
+
 def _kill_all_but(root: int, keep: set[int], timeout: float) -> None:
     """SIGKILL every process below `root` but those in `keep` (host pids), until none is left,
     and wait until all have exited: then none can write a file or a frame any more."""
     ns = os.readlink(f"/proc/{root}/ns/pid")
     doomed: list[int] = []
     end = time.monotonic() + timeout
-    while victims := [p for p in _descendants(root) if p != root and p not in keep]:
+    while victims := [p for p in _descendants(root)
+                      if p != root and p not in keep and _runs(p)]:
         for pid in victims:
             with contextlib.suppress(OSError):
                 fd = os.pidfd_open(pid)
