@@ -87,7 +87,8 @@ def served_model(base_url: str, api_key: str | None, timeout: float) -> str:
     cap, same-origin redirects only; see `axpo_env.tools._http.fetch`)."""
     import time
 
-    from axpo_env.tools._http import fetch, new_session, parse_json, valid_text
+    from axpo_env.text import valid_text
+    from axpo_env.tools._http import fetch, new_session, parse_json
 
     url = f"{base_url.rstrip('/')}/models"
     try:

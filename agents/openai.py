@@ -47,7 +47,8 @@ from agents.openai_messages import (
     to_openai,
 )
 from agents.policy import Completion, Conversation, SamplingParams, split_conversation
-from axpo_env.tools._http import HTTPProblem, fetch, new_session, parse_json, valid_text
+from axpo_env.text import valid_text
+from axpo_env.tools._http import HTTPProblem, fetch, new_session, parse_json
 
 _RETRY_STATUS = {408, 429}  # and every 5xx
 #: Room for n completions of long turns with top-5 logprobs (about 400 bytes a token).

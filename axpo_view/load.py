@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from axpo_view.record import FOLDER, repair
+from axpo_env.text import valid_text
+from axpo_view.record import FOLDER
 
 # Characters not written raw into the page: C0 controls but tab, newline and carriage return;
 # DEL and the C1 controls; surrogates (which UTF-8 cannot hold).
@@ -29,11 +30,12 @@ _DEPTH = 100  # levels of nesting: a record nested deeper is not one the recorde
 
 
 def clean_text(text: str) -> str:
-    """`text` safe to write into UTF-8 HTML: surrogates repaired (`record.repair`), a C0 control
-    shown as its picture (NUL as U+2400, ESC as U+241B, DEL as U+2421), a C1 control as U+FFFD."""
+    """`text` safe to write into UTF-8 HTML: surrogates repaired (`axpo_env.text.valid_text`), a
+    C0 control shown as its picture (NUL as U+2400, ESC as U+241B, DEL as U+2421), a C1 control as
+    U+FFFD."""
     if not _CONTROL.search(text):
         return text
-    return _CONTROL.sub(_picture, repair(text))
+    return _CONTROL.sub(_picture, valid_text(text))
 
 
 def _picture(match: re.Match[str]) -> str:

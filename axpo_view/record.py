@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from axpo_env import parse_turn
+from axpo_env.text import valid_text
 
 if TYPE_CHECKING:
     from agents.rollout import Trajectory, Turn
@@ -34,15 +35,6 @@ FOLDER = "trajectories"
 RECORDS = "episodes.jsonl"
 # The `crop` tool's reply names the exact pixel box it cut and which image it cut it from.
 _CROPPED = re.compile(r"Cropped \[(\d+), (\d+), (\d+), (\d+)\] \(pixels\) of image (\d+)")
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def repair(text: str) -> str:
-    """`text` as UTF-8 can hold it: a surrogate pair becomes the character it encodes, a lone
-    surrogate (a broken `\\ud800` escape in a search result or a server's answer) U+FFFD."""
-    if not _SURROGATE.search(text):
-        return text
-    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 class Recorder:
@@ -137,7 +129,7 @@ class Recorder:
         is skipped by the reader). Lone surrogates in any text are written as U+FFFD."""
         text = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records)
         with self.path.open("a", encoding="utf-8") as f:
-            f.write(repair(text))
+            f.write(valid_text(text))
 
 
 def record_eval(output_dir: str | Path, env: Any, samples: Sequence[int],

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from axpo_env.text import valid_text
+
 
 class EvalError(ValueError):
     """Input `axpo eval` cannot run with (an unknown env, a results file it cannot resume): the
@@ -29,18 +31,6 @@ _EPISODE_FIELDS: dict[str, tuple[type, ...]] = {
     "truncated": (bool,), "error": (str, type(None)),
 }
 MAX_COUNT = 10**6  # far above any episode's turns, tool calls or samples
-
-
-def valid_text(value: Any) -> Any:
-    """`value` with every lone surrogate in its strings (in nested dicts and lists too) replaced
-    by U+FFFD: such text cannot be encoded as UTF-8. Other values are returned as they are."""
-    if isinstance(value, str):
-        return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
-    if isinstance(value, dict):
-        return {valid_text(k): valid_text(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [valid_text(v) for v in value]
-    return value
 
 
 def _row_problem(row: Any) -> str | None:

@@ -15,7 +15,7 @@ in bounded time and memory. `fetch` makes one exchange that:
   become a GET without a body, as browsers do.
 
 `parse_json` makes every string of an answer valid UTF-8 (a lone surrogate such as "\\ud800"
-would crash whoever writes the text out later); `valid_text` repairs one string.
+would crash whoever writes the text out later; `axpo_env.text.valid_text`).
 
 `JSONClient` is the tools' client: connection errors, 429 and 5xx are retried with a short
 backoff; timeouts are not. Each attempt is bounded by `timeout_s`, so a call takes at most
@@ -36,6 +36,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from axpo_env.errors import ToolCallError
+from axpo_env.text import valid_text
 
 MAX_RESPONSE_BYTES = 2 << 20
 MAX_REDIRECTS = 3
@@ -57,15 +58,6 @@ class Reply:
     body: bytes
 
 
-def valid_text(text: str) -> str:
-    """`text` as valid UTF-8: each lone surrogate becomes "?"."""
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "replace").decode("utf-8")
-
-
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
@@ -74,19 +66,9 @@ def parse_json(body: bytes) -> Any:
     text = body.decode("utf-8", "replace")
     try:
         data = json.loads(text)
-        return _repair(data) if _SURROGATE_ESCAPE.search(text) else data
+        return valid_text(data) if _SURROGATE_ESCAPE.search(text) else data
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
-
-
-def _repair(x: Any) -> Any:
-    if isinstance(x, str):
-        return valid_text(x)
-    if isinstance(x, list):
-        return [_repair(v) for v in x]
-    if isinstance(x, dict):
-        return {valid_text(k): _repair(v) for k, v in x.items()}
-    return x
 
 
 def new_session(pool_size: int = 10) -> Any:

@@ -33,8 +33,9 @@ import numpy as np
 from PIL import Image
 
 from axpo_env.errors import DatasetError, ToolCallError
+from axpo_env.text import valid_text
 from axpo_env.tools._backend import need_url, set_backend
-from axpo_env.tools._http import JSONClient, valid_text
+from axpo_env.tools._http import JSONClient
 from axpo_env.tools.base import Tool, ToolContext, ToolResult
 
 MAX_TOP_K = 5

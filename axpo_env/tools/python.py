@@ -28,6 +28,7 @@ from typing import Any
 from PIL import Image
 
 from axpo_env.errors import AxpoError, SnapshotError, ToolCallError
+from axpo_env.text import valid_text
 from axpo_env.tools import _sandbox_limits
 from axpo_env.tools._sandbox import (
     _Died,
@@ -291,7 +292,7 @@ class PythonTool(Tool):
         if not out and not err:
             parts.append("(no output; use print() to see values)")
         text = "\n".join(parts + lines)
-        return ToolResult(text.encode("utf-8", "replace").decode("utf-8"), tuple(images))
+        return ToolResult(valid_text(text), tuple(images))
 
     # -- internals ------------------------------------------------------------------------------
 

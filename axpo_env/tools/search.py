@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from axpo_env.errors import DatasetError, ToolCallError
+from axpo_env.text import valid_text
 from axpo_env.tools._backend import need_url, set_backend
-from axpo_env.tools._http import MAX_RESPONSE_BYTES, JSONClient, valid_text
+from axpo_env.tools._http import MAX_RESPONSE_BYTES, JSONClient
 from axpo_env.tools.base import Tool, ToolContext, ToolResult
 
 DEFAULT_CORPUS = Path(__file__).parent / "data" / "search_corpus.jsonl"
