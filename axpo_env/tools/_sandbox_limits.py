@@ -79,7 +79,8 @@ def _writable(base: str) -> bool:
 
 @lru_cache(maxsize=1)
 def _bases() -> tuple[str, dict[str, str]] | None:
-    """("v1" or "v2", {key: the dir new cgroups go in}), or None where none can be made."""
+    """("v1" or "v2", {key: the dir new cgroups go in}), or None where none can be made. Found
+    once per process, which then removes the cgroups hosts before it left behind."""
     if os.geteuid() != 0:
         return None
     points, own = _mounts(), _own()
@@ -87,6 +88,7 @@ def _bases() -> tuple[str, dict[str, str]] | None:
         bases = {c: os.path.join(points[c], own.get(c, "/").lstrip("/")) for c in ("memory",
                                                                                    "pids")}
         if all(_writable(b) for b in bases.values()):
+            _sweep(bases)
             return "v1", bases
     if "v2" in points:
         base = os.path.join(points["v2"], own.get("v2", "/").lstrip("/"))
@@ -99,6 +101,7 @@ def _bases() -> tuple[str, dict[str, str]] | None:
         except OSError:  # not delegated to us, or our cgroup holds processes itself
             return None
         if _writable(base):
+            _sweep({"v2": base})
             return "v2", {"v2": base}
     return None
 
@@ -121,8 +124,6 @@ def new_cgroup(memory: int, pids: int) -> Cgroup | None:
     if found is None:
         return None
     version, bases = found
-    if next(_counter) == 0:
-        _sweep(bases)
     name = f"axpo-{os.getpid()}-{next(_counter)}"
     group = Cgroup([os.path.join(b, name) for b in bases.values()])
     try:

@@ -196,8 +196,8 @@ def pause(send: Callable[[dict], None], report: Callable[[dict], None], fork: Ca
         sessions.add(pid)
 
 
-def snapshot_fork(report: Callable[[dict], None], fork: Callable[[], int],
-                  send: Callable[[dict], None]) -> dict[str, Any] | None:
+def snapshot_fork(send: Callable[[dict], None], report: Callable[[dict], None],
+                  fork: Callable[[], int]) -> dict[str, Any] | None:
     """In a session: leave a paused copy of this process behind. What to tell the host
     (`forked`: the copy's pid, or None and `why`), or None in the copy, once woken as a new
     session. A session with threads is not forked (a fork keeps only the calling thread: the

@@ -376,7 +376,7 @@ def _serve(cfg: dict, ns: dict, rfd: int, wfd: int) -> None:
         keep = list(req.get("keep") or [])
         if req.get("fork"):  # a snapshot: leave a paused copy of this session behind
             with _trust():
-                forked = _procs.snapshot_fork(report, _fork, send)
+                forked = _procs.snapshot_fork(send, report, _fork)
             if forked is None:  # we are that copy, woken as a new session
                 continue
             keep += [forked["forked"]] if forked.get("forked") else []
