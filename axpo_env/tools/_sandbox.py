@@ -158,6 +158,7 @@ def _kill_uid(uid: int) -> None:
         time.sleep(0.01)
 
 
+_UNFILTERED: list[bool] = []  # warned once: no seccomp filter here
 _SPAWNER: dict[int, queue.SimpleQueue] = {}  # by pid: a forked child needs its own thread
 _SPAWN_LOCK = threading.Lock()
 
@@ -243,7 +244,6 @@ class _Worker:
         cfg = {"scratch": scratch, "uid": uid if plan.drop else None,
                "ppid": None if plan.bwrap else os.getpid(), "confined": plan.confined,
                "zygote": plan.zygote, "status": status, "lifeline": self.errfd,
-               "seccomp": True,
                "confine": _confine_spec(scratch) if plan.unshare else None, **limits}
         try:
             deadline = time.monotonic() + _STARTUP_TIMEOUT
@@ -256,6 +256,11 @@ class _Worker:
             if plan.zygote and not isinstance(ready.get("live"), int):
                 raise _Died("the sandbox did not start its session")
             self.live = ready.get("live")
+            if not ready.get("seccomp") and not _UNFILTERED:
+                _UNFILTERED.append(True)
+                warnings.warn("python tool: the seccomp filter could not be installed here (not "
+                              "Linux on x86_64/aarch64?): model code may create user namespaces",
+                              RuntimeWarning, stacklevel=2)
         except (_Died, _Timeout) as e:
             tail = ""
             with contextlib.suppress(OSError):

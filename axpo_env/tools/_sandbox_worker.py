@@ -213,8 +213,7 @@ def _start(cfg: dict) -> None:
         libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
     except Exception:
         pass
-    if cfg.get("seccomp"):
-        _seccomp.install()
+    cfg["seccomp"] = _seccomp.install()  # the host warns where it cannot be
     if cfg.get("ppid") and not cfg.get("confine") and os.getppid() != cfg["ppid"]:
         os._exit(0)  # the host died before we could watch it
     here = os.path.dirname(os.path.abspath(__file__))
@@ -357,7 +356,8 @@ def _serve(cfg: dict, ns: dict, rfd: int, wfd: int) -> None:
         with contextlib.suppress(OSError):
             _send(cfg["status"], msg)
 
-    ready = {"ready": True, "writable": os.access(cfg["scratch"], os.W_OK)}
+    ready = {"ready": True, "writable": os.access(cfg["scratch"], os.W_OK),
+             "seccomp": cfg["seccomp"]}
     if cfg.get("zygote"):
         mask = _procs.block_signals()
         with _trust():
