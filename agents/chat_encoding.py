@@ -130,13 +130,13 @@ class ChatEncoder:
 
     def encode(self, text: str, images: Sequence[Any] = ()) -> tuple[list[int], dict]:
         """Ids of rendered template text (placeholders become plain text) and, with images,
-        their `pixel_values` and `image_grid_thw`."""
+        their `pixel_values`, `image_grid_thw` and the `images` themselves."""
         counts: list[int] = []
         vision: dict[str, torch.Tensor] = {}
         if images and self.is_vision:
             out = self.processor.image_processor(images=list(images), return_tensors="pt")
             vision = {"pixel_values": out["pixel_values"],
-                      "image_grid_thw": out["image_grid_thw"]}
+                      "image_grid_thw": out["image_grid_thw"], "images": tuple(images)}
             counts = (out["image_grid_thw"].prod(-1) // self.patches_per_token).tolist()
         ids: list[int] = []
         pads = 0
@@ -165,6 +165,7 @@ class ChatEncoder:
         text, images = self.render(messages, tools, add_generation_prompt)
         ids, vision = self.encode(text, images)
         input_ids = torch.tensor([ids], dtype=torch.long)
+        vision.pop("images", None)  # model inputs are tensors
         out = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), **vision}
         if vision:
             pad_id = self.special_ids[self.image_pad]

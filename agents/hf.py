@@ -19,8 +19,8 @@ from typing import Any
 import torch
 
 from agents import loading
-from agents.chat_encoding import ChatEncoder
-from agents.policy import Completion, Conversation, SamplingParams, split_conversation
+from agents.chat_policy import ChatTokenPolicy, eos_ids
+from agents.policy import Completion, SamplingParams
 from agents.tokens import TokenPrompt
 
 
@@ -81,7 +81,7 @@ class _Recorder:
         return torch.stack(self.logp, 1), torch.stack(self.entropy, 1)
 
 
-class HFPolicy:
+class HFPolicy(ChatTokenPolicy):
     """A transformers model and its processor (or tokenizer) behind the `Policy` interface.
 
     Args:
@@ -96,26 +96,12 @@ class HFPolicy:
 
     def __init__(self, model: Any, processor: Any, max_context: int | None = None,
                  render_tools: bool = True):
-        self.render_tools = render_tools
         self.model = model.eval()
-        self.processor = processor
-        self.tokenizer = getattr(processor, "tokenizer", processor)
-        self.is_vision = getattr(processor, "image_processor", None) is not None
         text_config = getattr(model.config, "text_config", model.config)
-        self.max_context = max_context or int(
-            getattr(text_config, "max_position_embeddings", 0) or 32768)
-        self.eos_ids = _eos_ids(model, self.tokenizer)
-        self.pad_id = self.tokenizer.pad_token_id
-        if self.pad_id is None:
-            self.pad_id = self.eos_ids[0]
-        merge = getattr(getattr(processor, "image_processor", None), "merge_size", 2)
-        self.patches_per_token = merge * merge  # image patches per image-pad token
-        self.chat = ChatEncoder(processor)
-        self.image_pad_id = self.chat.special_ids.get("<|image_pad|>")
-        #: Ids that stand for an image's or video's features: a sampled one would make the next
-        #: forward pass raise, so a turn ends before it (see `_completion`).
-        self.vision_slot_ids = {self.chat.special_ids[t] for t in ("<|image_pad|>",
-                                "<|video_pad|>") if t in self.chat.special_ids}
+        super().__init__(processor, eos_ids(getattr(model, "generation_config", None),
+                                            getattr(processor, "tokenizer", processor)),
+                         max_context or int(getattr(text_config, "max_position_embeddings", 0)
+                                            or 32768), render_tools)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, *, dtype: Any = None,
@@ -134,55 +120,6 @@ class HFPolicy:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    # ------------------------------------------------------------------------------ prompts
-
-    def prompt(self, conversation: Conversation) -> TokenPrompt:
-        """Render a conversation with the chat template (tools as `tools=`), ready to sample."""
-        messages, tools = split_conversation(conversation)
-        tools = tools if self.render_tools else None
-        template = _template_text(self.processor)
-        if tools and template is not None and "tools" not in template:
-            raise ValueError("this model's chat template ignores tools=; use a tool-capable "
-                             "template or make the env with tools_in_prompt=True")
-        enc = self.chat.encode_messages(messages, tools, add_generation_prompt=True)
-        return TokenPrompt(enc["input_ids"][0].tolist(), enc.get("pixel_values"),
-                           enc.get("image_grid_thw"), self.image_pad_id)
-
-    def encode_text(self, text: str, images: Sequence[Any] = ()) -> tuple[list[int], dict]:
-        """Ids (and vision inputs) of template text from `ChatEncoder.render`/`reply`; image
-        pads are expanded as the processor does. Used for the env's part of a multi-turn token
-        sequence."""
-        return self.chat.encode(text, images if self.is_vision else ())
-
-    def continue_prompt(self, prompt: TokenPrompt, completion: Completion,
-                        new_messages: Sequence[dict], tools: Sequence[dict] | None = None
-                        ) -> tuple[TokenPrompt, list[int]]:
-        """`prompt` + the completion's own ids + the env's reply, ready for the next turn.
-
-        The generated ids are kept as they are (never re-tokenized); only the env's part is
-        rendered: the template's end of the assistant turn (unless the model emitted EOS
-        itself), the new messages, and the next generation prompt. Returns the new prompt and
-        the ids the env added."""
-        last = completion.token_ids[-1:]
-        ended = self.tokenizer.decode(last) if last and last[0] in self.eos_ids else None
-        text, images = self.chat.reply(new_messages, tools if self.render_tools else None,
-                                       ended_with=ended)
-        ids, vision = self.encode_text(text, images)
-        return prompt.extend(completion.token_ids).extend(ids, vision), ids
-
-    # ------------------------------------------------------------------------------ sampling
-
-    def generate(self, conversations: Sequence[Conversation], n: int = 1,
-                 sampling: SamplingParams | None = None) -> list[list[Completion]]:
-        prompts: list[TokenPrompt | Completion] = []
-        for conv in conversations:
-            try:
-                prompts.append(self.prompt(conv))
-            except Exception as e:  # one bad conversation must not sink the batch
-                prompts.append(Completion("", finish_reason="error",
-                                          error=f"{type(e).__name__}: {e}"))
-        return self.sample(prompts, n=n, sampling=sampling)
-
     @torch.no_grad()
     def sample(self, prompts: Sequence[TokenPrompt | Completion], n: int = 1,
                sampling: SamplingParams | None = None) -> list[list[Completion]]:
@@ -194,10 +131,8 @@ class HFPolicy:
         for i, p in enumerate(prompts):
             if isinstance(p, Completion):
                 out[i] = [p] * n
-            elif len(p) + sampling.max_new_tokens > self.max_context:
-                out[i] = [Completion("", finish_reason="error", error=(
-                    f"prompt of {len(p)} tokens + max_new_tokens {sampling.max_new_tokens} "
-                    f"exceeds the model's context of {self.max_context}"))] * n
+            elif (error := self.too_long(p, sampling)) is not None:
+                out[i] = [error] * n
             else:
                 batch += [(i, p)] * n
         if batch:
@@ -258,20 +193,7 @@ class HFPolicy:
 
     def _completion(self, ids: list[int], logp: torch.Tensor, entropy: torch.Tensor,
                     sampling: SamplingParams) -> Completion:
-        """Cut a padded row where generation really stopped: after the first stop string, else
-        after the first EOS (kept: the model chose it), else at max_new_tokens. A sampled
-        image/video slot token (`<|image_pad|>`, `<|video_pad|>`) has no image behind it and
-        would make every later forward pass over these ids raise: the turn ends just before it
-        (finish_reason "stop"; the ids kept are exactly the sampled ones)."""
-        slot = next((j for j, t in enumerate(ids) if t in self.vision_slot_ids), None)
-        if slot is not None:  # an image slot without an image: end the turn before it
-            ids = ids[:slot]
-        eos = next((j for j, t in enumerate(ids) if t in self.eos_ids), None)
-        searched = ids if eos is None else ids[:eos]
-        end, reason = _stop_end(self.tokenizer, searched, sampling.stop), "stop"
-        if end is None:
-            end, reason = (eos + 1, "stop") if eos is not None else (
-                len(ids), "length" if slot is None else "stop")
+        end, reason = self.turn_end(ids, sampling.stop)
         ids = ids[:end]
         return Completion(
             text=self.tokenizer.decode(ids, skip_special_tokens=False), token_ids=ids,
@@ -360,37 +282,3 @@ class HFPolicy:
         tokens = torch.tensor([prompt.ids[t] for t in positions], device=logits.device)
         logp, entropy = logprobs_and_entropy(warped, tokens)
         return logp.tolist(), entropy.tolist()
-
-
-def _stop_end(tokenizer: Any, ids: list[int], stops: Sequence[str]) -> int | None:
-    """Token count after which the earliest stop string is complete, or None."""
-    if not stops or not ids:
-        return None
-    text = tokenizer.decode(ids, skip_special_tokens=False)
-    hits = [text.find(s) + len(s) for s in stops if s in text]
-    if not hits:
-        return None
-    target = min(hits)
-    lo, hi = 1, len(ids)  # smallest prefix whose text reaches `target` characters
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if len(tokenizer.decode(ids[:mid], skip_special_tokens=False)) >= target:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
-
-
-def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
-    ids = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    ids = [ids] if isinstance(ids, int) else list(ids or [])
-    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
-        ids.append(tokenizer.eos_token_id)
-    return ids
-
-
-def _template_text(processor: Any) -> str | None:
-    template = getattr(processor, "chat_template", None)
-    if template is None:
-        template = getattr(getattr(processor, "tokenizer", None), "chat_template", None)
-    return template if isinstance(template, str) else None

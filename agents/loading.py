@@ -9,7 +9,6 @@ tokenizer (images then become a short note). torch is imported only where a loca
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -103,65 +102,21 @@ def served_model(base_url: str, api_key: str | None, timeout: float) -> str:
                              "--served-model-name") from None
 
 
-def _video_processor() -> Any:
-    # The module class, not `transformers.Qwen3VLVideoProcessor` (a torchvision-only dummy).
-    from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
-
-    return Qwen3VLVideoProcessor()
-
-
-@functools.cache
-def _processor_class() -> type:
-    from transformers import Qwen3VLProcessor
-
-    class Qwen3VLProcessorNoTorchvision(Qwen3VLProcessor):
-        """Qwen3VLProcessor whose video processor may be the torchvision-less module class.
-
-        Only the video-processor class check is relaxed (and, without torchvision, the video
-        processor is built from its module class instead of `AutoVideoProcessor`); the image pad
-        expansion, mm_token_type_ids and chat template are Qwen3VLProcessor's own. Saved dirs
-        name `Qwen3VLProcessor`, so a machine with torchvision loads them with AutoProcessor.
-        """
-
-        def check_argument_for_proper_class(self, argument_name: str, argument: Any) -> Any:
-            if argument_name == "video_processor":
-                return type(argument)
-            return super().check_argument_for_proper_class(argument_name, argument)
-
-        @classmethod
-        def _get_arguments_from_pretrained(cls, path: Any, processor_dict: Any = None,
-                                           **kwargs: Any) -> list:
-            from transformers import AutoImageProcessor, AutoTokenizer
-            from transformers.utils import is_torchvision_available
-
-            if is_torchvision_available():
-                return super()._get_arguments_from_pretrained(path, processor_dict, **kwargs)
-            kwargs.pop("subfolder", None)
-            made = {"image_processor": AutoImageProcessor.from_pretrained(path, **kwargs),
-                    "tokenizer": AutoTokenizer.from_pretrained(path, **kwargs),
-                    "video_processor": _video_processor()}
-            return [made[n] for n in cls.get_attributes()]
-
-    # What save_pretrained records, so saved dirs are ordinary Qwen3-VL processor dirs.
-    Qwen3VLProcessorNoTorchvision.__name__ = "Qwen3VLProcessor"
-    Qwen3VLProcessorNoTorchvision.__qualname__ = "Qwen3VLProcessor"
-    return Qwen3VLProcessorNoTorchvision
-
-
 def load_processor(path: str | Path, **kwargs: Any) -> Any:
     """The processor for a checkpoint dir: Qwen3-VL's processor if the dir has image
     preprocessing files, else its tokenizer. With torchvision this is plain AutoProcessor; without
     it, Qwen3VLProcessor with the video-processor class check relaxed. Works the same for our tiny
     dirs and real Qwen3-VL checkpoints."""
     from transformers import AutoProcessor, AutoTokenizer
-    from transformers.utils import is_torchvision_available
+
+    from agents.torchvision_free import has_torchvision, processor_class
 
     path = Path(path)
     if not any((path / f).exists() for f in ("preprocessor_config.json", "processor_config.json")):
         return AutoTokenizer.from_pretrained(path, **kwargs)
-    if is_torchvision_available():
+    if has_torchvision():
         return AutoProcessor.from_pretrained(path, **kwargs)
-    return _processor_class().from_pretrained(path, **kwargs)
+    return processor_class().from_pretrained(path, **kwargs)
 
 
 def load_model(path: str | Path, **kwargs: Any) -> Any:

@@ -21,10 +21,7 @@ from typing import Any, Literal
 
 import torch
 
-from agents.loading import (
-    _processor_class,
-    _video_processor,
-)
+from agents.torchvision_free import processor_class, video_processor
 
 #: Qwen's special tokens, in Qwen's order (they follow the BPE vocabulary, as in Qwen).
 SPECIAL_TOKENS = (
@@ -327,9 +324,9 @@ def build(
         eos_token_id=[tok.eos_token_id, pad], pad_token_id=pad, bos_token_id=pad)
     model.save_pretrained(path)
     if kind == "vl":
-        processor = _processor_class()(
+        processor = processor_class()(
             image_processor=_image_processor(min_pixels, max_pixels), tokenizer=tok,
-            video_processor=_video_processor(), chat_template=template)
+            video_processor=video_processor(), chat_template=template)
         processor.save_pretrained(path)
     else:
         tok.save_pretrained(path)
