@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import torch
 
 TINY = "tiny"
+VLLM = "vllm:"  # a spec's prefix: sample with vLLM (agents.vllm_policy)
 
 
 def is_server(spec: str) -> bool:
@@ -36,13 +37,17 @@ def is_tiny(spec: str) -> bool:
 def load_policy(spec: str | Path, *, token_level: bool = False, device: str | None = None,
                 dtype: Any = None, api_key: str | None = None,
                 served_model_name: str | None = None, timeout_s: float = 60.0,
-                max_workers: int = 8, **kwargs: Any) -> Any:
+                max_workers: int = 8, vllm_settings: Any = None, **kwargs: Any) -> Any:
     """The policy a model spec names.
 
     - '' or 'tiny': the embedded tiny Qwen3-VL (`agents.tiny`), built offline; smoke tests only.
     - an http(s) URL: `OpenAIPolicy` on that OpenAI-compatible server (no torch needed), asking
       for `served_model_name` or else the first model its GET /models lists; `api_key` defaults
       to $OPENAI_API_KEY.
+    - 'vllm:' + a checkpoint folder, hub name or 'tiny': `VLLMPolicy`, a vLLM engine in this
+      process (`vllm_settings`, an `agents.vllm_engine.EngineSettings`); 'vllm:' + the URL of
+      a running `python -m agents.vllm_server`: `VLLMPolicy` on it (the processor comes from
+      the model path the server reports).
     - anything else: a checkpoint folder or hub name, loaded with `HFPolicy.from_pretrained`
       (`kwargs` go there). `device` "auto" is cuda when available; `dtype` a torch dtype or its
       name, "auto" meaning bfloat16 on a GPU and float32 elsewhere (default float32).
@@ -51,6 +56,8 @@ def load_policy(spec: str | Path, *, token_level: bool = False, device: str | No
     Raises `ModelLoadError` with what to check when nothing loads.
     """
     spec = str(spec)
+    if spec.startswith(VLLM):
+        return _vllm_policy(spec[len(VLLM):], dtype, timeout_s, vllm_settings)
     if is_server(spec):
         if token_level:
             raise ModelLoadError(f"{spec} is a server URL; training needs a local checkpoint "
@@ -79,6 +86,36 @@ def load_policy(spec: str | Path, *, token_level: bool = False, device: str | No
         raise ModelLoadError(f"cannot load model {spec!r}: neither a checkpoint folder nor a "
                              f"model id the Hub (or its cache) has ({type(e).__name__}: {e})"
                              ) from None
+
+
+def _vllm_policy(target: str, dtype: Any, timeout_s: float, settings: Any) -> Any:
+    from agents import tiny
+    from agents.vllm_engine import EngineSettings, RemoteEngine
+    from agents.vllm_policy import VLLMPolicy
+
+    if is_server(target):
+        path = RemoteEngine(target, timeout_s=30).info()["model"]
+        try:
+            return VLLMPolicy.from_server(target, path, timeout_s=max(timeout_s, 600.0))
+        except OSError as e:
+            raise ModelLoadError(f"the vLLM server at {target} serves {path!r}, whose processor "
+                                 f"this machine cannot load ({e})") from None
+    settings = settings or EngineSettings()
+    if dtype not in (None, "auto"):
+        import dataclasses
+
+        settings = dataclasses.replace(settings, dtype=str(dtype).removeprefix("torch."))
+    return VLLMPolicy.from_pretrained(tiny.cached("vl") if is_tiny(target) else target, settings)
+
+
+def load_generation_config(path: str | Path) -> Any:
+    """The checkpoint's generation config (its EOS ids), or None where it has none."""
+    from transformers import GenerationConfig
+
+    try:
+        return GenerationConfig.from_pretrained(path)
+    except OSError:
+        return None
 
 
 def served_model(base_url: str, api_key: str | None, timeout: float) -> str:

@@ -133,6 +133,41 @@ class GRPOConfig(_Config):
         "that ends frees its row). None: all of the step's rollouts on this process at once, as "
         "TRL generates its whole generation batch; lower it when their KV caches do not fit.",
         "generation")
+    use_vllm: bool = _field(
+        False, "Sample rollouts (and AXPO's branches) with vLLM instead of transformers' "
+        "generate, as TRL's use_vllm: paged, continuously batched decoding, and a branch's K "
+        "continuations share their kept prefix through vLLM's prefix cache. The trainer's "
+        "weights are loaded into the engine after every optimizer step. Needs `pip install "
+        "axpo[vllm]` (GPU) or `bash scripts/setup.sh --vllm` (CPU).", "generation")
+    vllm_mode: Literal["colocate", "server"] = _field(
+        "colocate", "'colocate': the engine runs inside the training process (TRL's default); "
+        "weights load into it straight from the model's tensors. 'server': the engine runs in "
+        "`python -m agents.vllm_server` (another process or machine) at "
+        "vllm_server_base_url; weights go there over HTTP after every step.", "generation")
+    vllm_server_base_url: str | None = _field(
+        None, "URL of the `agents.vllm_server` for vllm_mode='server', e.g. "
+        "http://127.0.0.1:8000.", "generation")
+    vllm_gpu_memory_utilization: float = _field(
+        0.3, "Share of GPU memory the colocated engine takes (weights and KV cache); 0.3 as in "
+        "TRL, leaving the rest to training. On CPU vLLM's KV cache is 1 GiB "
+        "(VLLM_CPU_KVCACHE_SPACE) instead.", "generation")
+    vllm_max_model_length: int | None = _field(
+        None, "Context of the engine in tokens (prompt, all turns, tool replies). None: the "
+        "model's own, at most 32768.", "generation")
+    vllm_enable_sleep_mode: bool = _field(
+        False, "Let the colocated engine free its GPU memory during the update and take it back "
+        "for the next rollouts (vLLM's sleep mode; GPU builds only, ignored on CPU). Off as in "
+        "TRL: waking costs time.", "generation")
+    vllm_importance_sampling_correction: bool = _field(
+        True, "Truncated importance sampling (TIS, as in TRL and verl): weight each trained "
+        "token's loss by min(p_trainer / p_engine, vllm_importance_sampling_cap), the ratio of "
+        "the trainer's probability of the sampled token before the update to the engine's. It "
+        "corrects the mismatch between the two (bfloat16 kernels differ by ~5e-3 in logprob; "
+        "float32 on CPU by ~1e-6, where the weight is 1). The step logs the gap "
+        "(vllm_logprob_gap) either way.", "generation")
+    vllm_importance_sampling_cap: float = _field(
+        3.0, "The truncation C of the importance weight (TRL's default 3.0); tokens the engine "
+        "made much less likely than the trainer would count at most C times.", "generation")
 
     # Training
     output_dir: str = _field(
@@ -239,6 +274,17 @@ class GRPOConfig(_Config):
         _check(self.top_k >= 0, f"top_k must be >= 0 (0 turns it off), got {self.top_k}")
         _check(self.generation_batch_size is None or self.generation_batch_size >= 1,
                f"generation_batch_size must be None or >= 1, got {self.generation_batch_size}")
+        _check(self.vllm_mode in ("colocate", "server"),
+               f"vllm_mode must be 'colocate' or 'server', got {self.vllm_mode!r}")
+        _check(not (self.use_vllm and self.vllm_mode == "server" and not self.vllm_server_base_url),
+               "vllm_mode='server' needs vllm_server_base_url (start the server with "
+               "`python -m agents.vllm_server --model MODEL`)")
+        _check(0 < self.vllm_gpu_memory_utilization <= 1, "vllm_gpu_memory_utilization must be "
+               f"in (0, 1], got {self.vllm_gpu_memory_utilization}")
+        _check(self.vllm_max_model_length is None or self.vllm_max_model_length >= 16,
+               f"vllm_max_model_length must be None or >= 16, got {self.vllm_max_model_length}")
+        _check(self.vllm_importance_sampling_cap >= 1, "vllm_importance_sampling_cap must be "
+               f">= 1, got {self.vllm_importance_sampling_cap}")
         _check(self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}")
         _check(self.tasks_per_step >= 1, f"tasks_per_step must be >= 1, got {self.tasks_per_step}")
         _check(self.learning_rate >= 0, f"learning_rate must be >= 0, got {self.learning_rate}")

@@ -78,6 +78,7 @@ def policy_loss(
     beta: float = 0.0,
     num_items_in_batch: int | Tensor | None = None,
     num_processes: int = 1,
+    importance_weights: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """Clipped surrogate loss (plus `beta` * k3 KL to a reference) and its diagnostics.
 
@@ -96,6 +97,8 @@ def policy_loss(
     TRL's `clip_ratio/region_mean`), `clipfrac_low`, `clipfrac_high`, `approx_kl` (CleanRL's k3
     `(ratio - 1) - log ratio` of old to new), `kl` (k3 to the reference, when given),
     `ratio_mean`, `pg_loss`.
+    `importance_weights` `[B, T]` (no gradient) multiply each token's clipped loss before the KL
+    term is added, as TRL applies truncated importance sampling to vLLM rollouts.
     """
     if loss_type not in LOSS_TYPES:
         raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
@@ -128,6 +131,8 @@ def policy_loss(
             "ratio_mean": masked_mean(ratio, m).item(),
             "pg_loss": masked_mean(per_token_loss, m).item(),
         }
+    if importance_weights is not None:
+        per_token_loss = per_token_loss * importance_weights.detach().to(per_token_loss.dtype)
 
     if ref_logprobs is not None:
         ref_diff = ref_logprobs.detach().masked_fill(~mask, 0.0) - logprobs

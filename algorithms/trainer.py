@@ -31,7 +31,7 @@ from agents.hf import HFPolicy, TokenPrompt, warp
 from agents.loading import load_policy
 from agents.policy import SamplingParams
 from agents.rollout import EnvPool, rollout
-from algorithms import axpo
+from algorithms import axpo, rollout_engine
 from algorithms.checkpoint_state import apply_trainer_state, read_trainer_state, save_trainer_state
 from algorithms.config import AXPOConfig, GRPOConfig
 from algorithms.grpo import TrainBatch, TrainSample, grpo_batch, pad_left
@@ -115,6 +115,8 @@ class Trainer:
                 self._apply_checkpoint(found[1])
         self.logger = make_logger(self.output_dir, cfg.report_to,
                                    self.accelerator.is_main_process)
+        # What samples: the policy itself, or a vLLM engine loaded with its (resumed) weights.
+        self.rollouts = rollout_engine.rollout_policy(cfg, policy)
 
     # ---------------------------------------------------------------------------------- loop
 
@@ -137,6 +139,8 @@ class Trainer:
                 self.save_checkpoint()
         self.logger.close()
         self.envs.close()
+        if self.rollouts is not self.policy:
+            self.rollouts.close()
         if self.accelerator.is_main_process:
             plot_history(self.history, self.output_dir / "metrics.png", RL_PLOT_KEYS,
                          self.algorithm)
@@ -151,7 +155,7 @@ class Trainer:
         acc = self.accelerator
         tasks = tasks[acc.process_index::acc.num_processes]  # may be empty: update copes
         sampling = replace(self.sampling, seed=cfg.seed * 100_003 + self.step)
-        trajectories = rollout(self.envs, self.policy, tasks, group_size=cfg.num_generations,
+        trajectories = rollout(self.envs, self.rollouts, tasks, group_size=cfg.num_generations,
                                sampling=sampling, seed=cfg.seed + 1000 * self.step,
                                batch_size=cfg.generation_batch_size
                                or max(1, len(tasks) * cfg.num_generations), progress=False)
@@ -160,7 +164,7 @@ class Trainer:
         metrics = rollout_metrics(groups, cfg.num_generations)
         metrics["rollout_time"] = (t1 := time.perf_counter()) - t0
         if self.algorithm == "axpo":
-            branches, stats = axpo.explore(groups, self.policy, self.envs, cfg, sampling,
+            branches, stats = axpo.explore(groups, self.rollouts, self.envs, cfg, sampling,
                                            self.rng, env_kwargs=self.env_kwargs)
             batch = axpo.axpo_batch(groups, branches, cfg)
             metrics.update(stats)
@@ -168,8 +172,12 @@ class Trainer:
             batch = grpo_batch(groups, cfg)
         metrics["explore_time"] = (t2 := time.perf_counter()) - t1
         record_step(self, groups, branches if self.algorithm == "axpo" else [])  # axpo view
+        if cfg.use_vllm:  # frees the engine's GPU memory for the update (sleep mode only)
+            self.rollouts.engine.sleep()
         metrics.update(self.update(batch))
         metrics["update_time"] = time.perf_counter() - t2
+        if cfg.use_vllm:  # the next rollouts sample the updated weights
+            metrics["weight_sync_time"] = rollout_engine.sync(self.rollouts, self.policy.model)
         self.step += 1
         metrics["step_time"] = time.perf_counter() - t0
         metrics["step"] = float(self.step)
@@ -250,12 +258,21 @@ class Trainer:
         width = logp.shape[1]
         advantages = pad_left([s.advantages for s in rows], width).to(logp.device)
         mask = pad_left([s.mask for s in rows], width).to(logp.device)
+        old = logp.detach() if old is None else old
+        weights = None
+        if cfg.use_vllm:  # how far the engine's sampling distribution is from the trainer's
+            sampled = rollout_engine.sampled_logprobs(rows, width).to(logp.device)
+            weights, gap = rollout_engine.importance_weights(
+                old, sampled, mask, cfg.vllm_importance_sampling_cap)
+            weights = weights if cfg.vllm_importance_sampling_correction else None
         loss, info = policy_loss(
-            logp, logp.detach() if old is None else old, advantages, mask,
+            logp, old, advantages, mask,
             epsilon=cfg.epsilon, epsilon_high=cfg.epsilon_high, loss_type=cfg.loss_type,
             max_completion_length=cfg.max_completion_length, ref_logprobs=ref, beta=cfg.beta,
             num_items_in_batch=norm.tokens / norm.windows if cfg.loss_type == "dapo" else None,
-            num_processes=norm.num_processes)
+            num_processes=norm.num_processes, importance_weights=weights)
+        if cfg.use_vllm:
+            info.update(gap)
         return update_loss(loss, cfg.loss_type, len(rows), norm), info
 
     def _idle_loss(self) -> torch.Tensor:
