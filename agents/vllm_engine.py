@@ -70,6 +70,9 @@ def _prepare_process(settings: EngineSettings) -> None:
     from agents.torchvision_free import child_env, install
 
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    # The engine shares this process with the trainer: pinning OpenMP threads to cores (vLLM's
+    # CPU default) would pin the trainer too and make torch.set_num_threads a no-op.
+    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(settings.cpu_kv_cache_gib))
     os.environ.update(child_env())
     install()
@@ -107,9 +110,23 @@ class LocalEngine:
         extra: dict[str, Any] = {}
         if self.is_vision:
             extra["limit_mm_per_prompt"] = {"image": settings.max_images_per_prompt, "video": 0}
+        if not _on_gpu():
+            # vLLM's CPU build crashes on a seeded request whose prefill is split across steps
+            # ("CPU Generator does not use offset"): schedule every prompt's prefill whole.
+            extra["enable_chunked_prefill"] = False
+            extra["max_num_batched_tokens"] = max(self.max_model_len, 8192)
         if _on_gpu():
             extra["gpu_memory_utilization"] = settings.gpu_memory_utilization
             extra["enable_sleep_mode"] = settings.enable_sleep_mode
+        import random
+
+        import numpy as np
+        import torch
+
+        set_num_threads = torch.set_num_threads  # vLLM's CPU worker replaces it with a no-op
+        # vLLM seeds the process's global RNGs with its own seed; the caller's draws go on
+        # as if no engine had started
+        rng = random.getstate(), np.random.get_state(), torch.get_rng_state()
         try:
             self.llm = vllm.LLM(
                 model=self.path, dtype=dtype, max_model_len=self.max_model_len,
@@ -121,6 +138,12 @@ class LocalEngine:
             raise ModelLoadError(f"vLLM cannot load {self.path!r}: {type(e).__name__}: "
                                  f"{str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
                                  ) from e
+        finally:
+            if os.environ.get("VLLM_CPU_OMP_THREADS_BIND") == "nobind":
+                torch.set_num_threads = set_num_threads
+            random.setstate(rng[0])
+            np.random.set_state(rng[1])
+            torch.set_rng_state(rng[2])
         self.asleep = False
 
     def info(self) -> dict[str, Any]:
@@ -172,9 +195,14 @@ class LocalEngine:
 
     def update_weights(self, named: Iterable[tuple[str, Any]]) -> None:
         """Load new weights (checkpoint names, e.g. a transformers `state_dict()`) in place and
-        drop the prefix cache, whose keys and values the old weights computed."""
+        drop every cache the old weights computed: prefix (KV) and image encoder outputs. The
+        worker's reload clears its own multimodal caches, so the processor-side and scheduler-
+        side ones are cleared too (left alone, the next request with a seen image fails with
+        'Encoder cache miss')."""
         self.wake_up()
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": list(named)})
+        self.llm.reset_mm_cache()
+        self.llm.llm_engine.reset_encoder_cache()
         self.llm.reset_prefix_cache()
 
     def sleep(self) -> None:

@@ -14,8 +14,6 @@ The server loads whatever weights it is sent: bind it to 127.0.0.1 (the default)
 only the trainer reaches.
 """
 
-from __future__ import annotations
-
 import argparse
 import threading
 from typing import Any
@@ -24,6 +22,8 @@ from agents.vllm_engine import EngineSettings, LocalEngine
 
 
 def make_app(engine: LocalEngine) -> Any:
+    # No `from __future__ import annotations` in this module: FastAPI reads the endpoints'
+    # annotations at runtime, and a string "Request" would make it a query parameter.
     from fastapi import FastAPI, HTTPException, Request
 
     app = FastAPI(title="axpo vLLM server")

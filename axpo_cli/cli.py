@@ -314,12 +314,17 @@ def _train(algo: str, config: GRPOConfig) -> int:
     """Run RL; the Trainer loads config.model through `agents.load_policy`. A checkpoint that
     `--resume` cannot load (or refuses: a hostile or damaged trainer state) is one line and
     status 1."""
+    from agents.vllm_engine import EngineError
     from algorithms.outputs import CheckpointError
     from algorithms.trainer import Trainer  # heavy (torch, accelerate): only when training
+    from axpo_env.errors import ModelLoadError
 
     _, status = _guard("train", lambda: Trainer(
         algorithm=algo, config=config, policy=config.model or None, env_id=config.env_id).train(),
-        [(CheckpointError, 1, lambda e: f"error: {' '.join(str(e).split())}")])
+        [(CheckpointError, 1, lambda e: f"error: {' '.join(str(e).split())}"),
+         (ModelLoadError, 2, lambda e: f"error: {e}"),
+         (EngineError, 1, lambda e: f"error: {e}; the last checkpoint in {config.output_dir} is "
+          "intact: fix the engine and run again with --resume")])
     return status or 0
 
 
@@ -351,6 +356,7 @@ def _guard(command: str, run: Callable[[], Any], failures: _Failures) -> tuple[A
 
 def _eval(config: EvalConfig) -> int:
     """Run `axpo eval`; bad input and missing data are one-line errors, not tracebacks."""
+    from agents.vllm_engine import EngineError
     from axpo_env.errors import DatasetError
     from evaluation.evaluate import EvalError, run_eval
     from evaluation.report import markdown
@@ -361,6 +367,8 @@ def _eval(config: EvalConfig) -> int:
     report, status = _guard("eval", lambda: run_eval(config), [
         (EvalError, 2, lambda e: f"error: {e}"),
         (DatasetError, 1, lambda e: f"dataset error: {e}"),
+        (EngineError, 1, lambda e: f"error: {e}; finished episodes are saved in "
+         f"{config.output_dir}. Run the same command again to continue."),
         (KeyboardInterrupt, 130, lambda e: f"interrupted; finished episodes are saved in "
          f"{config.output_dir}. Run the same command again to continue."),
     ])

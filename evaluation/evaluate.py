@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import gymnasium as gym
 
-from agents.loading import is_server, is_tiny, load_policy
+from agents.loading import VLLM, is_server, is_tiny, load_policy
 from axpo_cli.fields import check, config_field, documented
 from axpo_env.errors import ModelLoadError
 from axpo_env.tasks import SCORING_MODES, load_task_class
@@ -186,8 +186,10 @@ def model_id(config: EvalConfig) -> str:
     """What identifies the model in the results: an absolute path, a hub name, or URL#name."""
     if is_server(config.model):
         return f"{config.model.rstrip('/')}#{config.served_model_name or ''}"
-    path = Path(config.model).expanduser()
-    return str(path.resolve()) if path.exists() and not is_tiny(config.model) else config.model
+    engine, spec = (VLLM, config.model[len(VLLM):]) if config.model.startswith(VLLM) \
+        else ("", config.model)
+    path = Path(spec).expanduser()
+    return engine + (str(path.resolve()) if path.exists() and not is_tiny(spec) else spec)
 
 
 def make_policy(config: EvalConfig) -> Any:
