@@ -62,6 +62,7 @@ def processor_class(base: type | None = None) -> type:
         @classmethod
         def _get_arguments_from_pretrained(cls, path: Any, processor_dict: Any = None,
                                            **kwargs: Any) -> list:
+            # transformers < 5.25 loads sub-processors here.
             from transformers import AutoImageProcessor, AutoTokenizer
 
             if has_torchvision():
@@ -71,6 +72,15 @@ def processor_class(base: type | None = None) -> type:
                     "tokenizer": AutoTokenizer.from_pretrained(path, **kwargs),
                     "video_processor": video_processor()}
             return [made[n] for n in cls.get_attributes()]
+
+        @classmethod
+        def _resolve_subprocessors(cls, path: Any, processor_dict: Any, **kwargs: Any) -> Any:
+            # transformers >= 5.25 loads sub-processors here (and not in the method above); one
+            # already in processor_dict as an object is kept (a kwarg would reach the tokenizer
+            # too, which then fails to save).
+            if not has_torchvision():
+                processor_dict = {**processor_dict, "video_processor": video_processor()}
+            return super()._resolve_subprocessors(path, processor_dict, **kwargs)
 
     # What save_pretrained records, so saved dirs are ordinary Qwen3-VL processor dirs.
     Qwen3VLProcessorNoTorchvision.__name__ = "Qwen3VLProcessor"

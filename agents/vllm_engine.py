@@ -20,10 +20,12 @@ bound otherwise).
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+import sys
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +60,12 @@ class EngineSettings:
     seed: int = 0
 
 
+def _cause(e: BaseException) -> str:
+    """An exception in one line: its type and the last line of its message."""
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[-1] if text else ''}"
+
+
 def _on_gpu() -> bool:
     import torch
 
@@ -76,6 +84,22 @@ def _prepare_process(settings: EngineSettings) -> None:
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(settings.cpu_kv_cache_gib))
     os.environ.update(child_env())
     install()
+
+
+@contextlib.contextmanager
+def _hidden_from_kernel_scan() -> Iterator[None]:
+    """Hide llvmlite's ffi module while vLLM starts in this process.
+
+    vLLM's CPU worker (0.32) rebinds its Triton kernels by scanning every loaded module's
+    namespace and calling `vars(value).get`; llvmlite's `ffi.lib`, loaded with numba (bm25s, the
+    search tool's index, imports it), answers `vars` with a C-function wrapper and the engine
+    dies at start. The scan has nothing to find there.
+    """
+    hidden = {k: sys.modules.pop(k) for k in ("llvmlite.binding.ffi",) if k in sys.modules}
+    try:
+        yield
+    finally:
+        sys.modules.update(hidden)
 
 
 class LocalEngine:
@@ -128,16 +152,15 @@ class LocalEngine:
         # as if no engine had started
         rng = random.getstate(), np.random.get_state(), torch.get_rng_state()
         try:
-            self.llm = vllm.LLM(
-                model=self.path, dtype=dtype, max_model_len=self.max_model_len,
-                seed=settings.seed, enforce_eager=settings.enforce_eager,
-                enable_prefix_caching=settings.enable_prefix_caching,
-                max_num_seqs=settings.max_num_seqs, logprobs_mode="processed_logprobs",
-                distributed_executor_backend="uni", **extra)
+            with _hidden_from_kernel_scan():
+                self.llm = vllm.LLM(
+                    model=self.path, dtype=dtype, max_model_len=self.max_model_len,
+                    seed=settings.seed, enforce_eager=settings.enforce_eager,
+                    enable_prefix_caching=settings.enable_prefix_caching,
+                    max_num_seqs=settings.max_num_seqs, logprobs_mode="processed_logprobs",
+                    distributed_executor_backend="uni", **extra)
         except Exception as e:
-            raise ModelLoadError(f"vLLM cannot load {self.path!r}: {type(e).__name__}: "
-                                 f"{str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
-                                 ) from e
+            raise ModelLoadError(f"vLLM cannot load {self.path!r}: {_cause(e)}") from e
         finally:
             if os.environ.get("VLLM_CPU_OMP_THREADS_BIND") == "nobind":
                 torch.set_num_threads = set_num_threads
@@ -176,7 +199,10 @@ class LocalEngine:
                     logprobs=self.settings.entropy_top_k,
                     seed=None if seed is None else (int(seed) + k) % (2 ** 63)))
                 owner.append(r)
-        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        try:
+            outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        except Exception as e:  # vLLM fails a whole batch; the caller cannot retry one request
+            raise EngineError(f"vLLM engine for {self.path!r} failed: {_cause(e)}") from e
         results: list[list[dict[str, Any]]] = [[] for _ in requests]
         for r, out in zip(owner, outputs):
             results[r].append(self._sample(out))
@@ -200,7 +226,11 @@ class LocalEngine:
         side ones are cleared too (left alone, the next request with a seen image fails with
         'Encoder cache miss')."""
         self.wake_up()
-        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": list(named)})
+        try:
+            self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": list(named)})
+        except Exception as e:
+            raise EngineError(f"vLLM engine for {self.path!r} could not load the new weights: "
+                              f"{_cause(e)}") from e
         self.llm.reset_mm_cache()
         self.llm.llm_engine.reset_encoder_cache()
         self.llm.reset_prefix_cache()

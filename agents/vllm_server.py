@@ -18,7 +18,7 @@ import argparse
 import threading
 from typing import Any
 
-from agents.vllm_engine import EngineSettings, LocalEngine
+from agents.vllm_engine import EngineError, EngineSettings, LocalEngine
 
 
 def make_app(engine: LocalEngine) -> Any:
@@ -47,6 +47,8 @@ def make_app(engine: LocalEngine) -> Any:
                 return {"results": engine.generate(requests, sampling)}
             except (KeyError, TypeError, ValueError) as e:
                 raise HTTPException(422, f"{type(e).__name__}: {e}") from None
+            except EngineError as e:
+                raise HTTPException(500, str(e)) from None
 
     @app.post("/update_weights")
     async def update_weights(request: Request) -> dict[str, Any]:
@@ -58,7 +60,10 @@ def make_app(engine: LocalEngine) -> Any:
         except Exception as e:
             raise HTTPException(422, f"not a safetensors blob: {e}") from None
         with lock:
-            engine.update_weights(weights.items())
+            try:
+                engine.update_weights(weights.items())
+            except EngineError as e:
+                raise HTTPException(500, str(e)) from None
         return {"loaded": len(weights)}
 
     return app

@@ -16,9 +16,7 @@ run and reported on its own row. Three parts:
    strings) sampled by `HFPolicy.sample` and by `VLLMPolicy.sample`, alternating which goes first
    each repeat; the best of `--repeat` is reported. Tokens are the ids kept in the completions
    (EOS ends a row early in both; transformers still steps a finished row until the batch ends).
-   HF samples with seed 0; vLLM without a seed: seeded vLLM requests crash vLLM's CPU build as
-   soon as the scheduler splits a prefill over steps (`max_num_batched_tokens`, 4096 on CPU;
-   "CPU Generator does not use offset"), which a 64-row batch of these prompts always does.
+   Both sample with seed 0.
    The "of which vllm.LLM.generate" column is the time inside vLLM; the rest is ours
    (requests, decoding the completions, entropy from the top-20 logprobs).
 2. One GRPO and one AXPO step of `Trainer` with `use_vllm=True` against `use_vllm=False` (tiny
@@ -28,14 +26,12 @@ run and reported on its own row. Three parts:
    its first weight load. Tasks and seeds are the same on both sides, the samples are not (two
    samplers). At this size AXPO buys no resamples (r = 0.25 of 8 rollouts is no whole block of
    K = 4), and the untrained model calls no tools anyway: its step is GRPO's plus the search for
-   branch points. The trainer seeds its vLLM requests, so this size is one that fits a scheduler
-   step (2 x G=4 of a ~1,630-id prompt, copies served by the prefix cache); 4 tasks x G=8 crash
-   vLLM's CPU build (see part 1).
+   branch points.
 3. AXPO's branch with vLLM's prefix caching on and off (two engines, one after the other): a
    first completion of `--first-tokens` is sampled, a prefix of the prompt plus its first 3/4 is
    kept, and K=4 continuations of the rest are sampled with `sample_shared` ("branch"), against
    K fresh samples of the whole turn from the prompt ("regenerate"), alternating the two. Seeded
-   (the same samples in both engines), so every prefill here fits one scheduler step. The
+   (the same samples in both engines). The
    branch's cost is reported as a share of regenerating the turn, for each engine.
 
 On a machine shared with other jobs, compare rows measured side by side (the ratios), not runs.
@@ -145,14 +141,13 @@ def throughput(name: str, hf: HFPolicy, vllm: Any, args: argparse.Namespace) -> 
     same = [p.ids for p in mathvista_prompts(vllm, args.prompts)] == [p.ids for p in prompts]
     assert same, "HFPolicy and VLLMPolicy render different prompt ids"
     seeded = SamplingParams(max_new_tokens=args.tokens, stop=(), seed=0)
-    unseeded = SamplingParams(max_new_tokens=args.tokens, stop=(), seed=None)
     warm = SamplingParams(max_new_tokens=4, stop=(), seed=None)
     hf.sample(prompts[:1], n=2, sampling=warm)  # first calls pay one-off setup
     vllm.sample(prompts[:1], n=2, sampling=warm)
     clock = InnerClock(vllm)
     best: dict[str, tuple[float, int, float]] = {}
     runs = {"hf": lambda: hf.sample(prompts, n=args.samples, sampling=seeded),
-            "vllm": lambda: vllm.sample(prompts, n=args.samples, sampling=unseeded)}
+            "vllm": lambda: vllm.sample(prompts, n=args.samples, sampling=seeded)}
     for r in range(args.repeat):
         for key in ("hf", "vllm") if r % 2 == 0 else ("vllm", "hf"):
             clock.take()
@@ -190,10 +185,6 @@ def branch_cost(vllm: Any, prompt: Any, ids: list[int], args: argparse.Namespace
     keep = len(ids) * 3 // 4
     prefix = prompt.extend(ids[:keep])
     k = args.branch_k
-    limit = vllm.engine.llm.llm_engine.vllm_config.scheduler_config.max_num_batched_tokens
-    assert k * len(prefix) <= limit, (
-        f"{k} x {len(prefix)} prefix ids exceed one scheduler step ({limit}): a seeded request "
-        "whose prefill is split crashes vLLM's CPU build; lower --first-tokens")
     rest = SamplingParams(max_new_tokens=args.first_tokens - keep, stop=(), seed=1)
     whole = SamplingParams(max_new_tokens=args.first_tokens, stop=(), seed=2)
     # the rollout that sampled `ids` left them in the cache; the same call for both engines

@@ -46,7 +46,8 @@ class EvalConfig:
 
     model: str = config_field(
         "", "Checkpoint directory or hub name (loaded with HFPolicy.from_pretrained), an "
-        "OpenAI-compatible server URL such as http://localhost:8000/v1 (OpenAIPolicy), or 'tiny' "
+        "OpenAI-compatible server URL such as http://localhost:8000/v1 (OpenAIPolicy), "
+        "'vllm:PATH' (the checkpoint on an in-process vLLM engine: VLLMPolicy), or 'tiny' "
         "for the embedded tiny model (smoke tests only). Required.", "model")
     envs: list[str] = config_field(
         ["paper"], "Benchmark env ids, comma-separated; 'paper' means the AXPO paper's nine "

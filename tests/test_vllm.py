@@ -247,6 +247,10 @@ def test_a_server_that_is_down_is_an_engine_error():
 def engine():
     if not HAS_VLLM:
         pytest.skip("vLLM not installed (bash scripts/setup.sh --vllm)")
+    # What a trainer on the search env has loaded before its engine starts: bm25s imports numba,
+    # whose llvmlite vLLM's start-up scan of every module used to die on.
+    import bm25s  # noqa: F401
+
     from agents.vllm_engine import EngineSettings, LocalEngine
 
     e = LocalEngine(tiny.cached("vl"), EngineSettings(max_model_len=4096, max_num_seqs=16))
@@ -338,6 +342,17 @@ def test_the_engine_leaves_the_trainers_threads_alone(engine):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(threads)
+
+
+@needs_vllm
+def test_a_failure_inside_vllm_is_an_engine_error_naming_it(engine, monkeypatch):
+    def dies(*args, **kwargs):
+        raise RuntimeError("EngineCore encountered an issue.\nEngineDeadError: worker died")
+
+    monkeypatch.setattr(engine.llm, "generate", dies)
+    with pytest.raises(EngineError, match="failed: RuntimeError: EngineDeadError: worker died"):
+        engine.generate([{"ids": [5, 6], "n": 1}], {"max_new_tokens": 2, "temperature": 1.0,
+                                                    "top_p": 1.0, "top_k": 0, "stop": []})
 
 
 @needs_vllm
@@ -462,6 +477,19 @@ def test_the_server_refuses_bad_requests_with_a_clear_error(server):
 
     reply = requests.post(f"{server}/update_weights", data=b"junk", timeout=30)
     assert reply.status_code == 422 and "not a safetensors blob" in reply.text
+
+
+@needs_vllm
+def test_an_engine_failure_on_the_server_reaches_the_trainer_by_name(server, engine,
+                                                                     monkeypatch):
+    def dies(*args, **kwargs):
+        raise RuntimeError("EngineDeadError: worker died")
+
+    monkeypatch.setattr(engine.llm, "generate", dies)
+    with pytest.raises(EngineError, match="HTTP 500: vLLM engine .* worker died"):
+        RemoteEngine(server, timeout_s=60).generate(
+            [{"ids": [5, 6], "n": 1}], {"max_new_tokens": 2, "temperature": 1.0, "top_p": 1.0,
+                                        "top_k": 0, "stop": []})
 
 
 @needs_vllm
