@@ -4,6 +4,9 @@ module's docstring), quirks included; the lenient column is axpo's documented RL
 
 from __future__ import annotations
 
+import contextlib
+import math
+
 import gymnasium as gym
 import pytest
 
@@ -12,6 +15,7 @@ from axpo_env.tasks.base import TaskItem
 from axpo_env.tasks.dynamath import score_dynamath
 from axpo_env.tasks.dynamath import score_official as dynamath_official
 from axpo_env.tasks.hrmmsearch import HRMMSearch
+from axpo_env.tasks.mathv_latex import NotANumber, latex2sympy_value
 from axpo_env.tasks.mathverse import MathVerse
 from axpo_env.tasks.mathvision import score_mathvision
 from axpo_env.tasks.mathvision_official import score_official as mathv_official
@@ -29,6 +33,8 @@ MODES = ("official", "lenient")
 MV39 = ["red", "blue", "green", "Yellow", "This cannot be worked out for certain."]
 MV91 = ["$6 \\mathrm{~m}$", "$8 \\mathrm{~m}$", "$10 \\mathrm{~m}$", "$11 \\mathrm{~m}$",
         "$12 \\mathrm{~m}$"]  # fmt: skip
+MV_FRAC = ["$\\frac{1}{5}$", "$\\frac{6}{25}$", "$\\frac{1}{4}$", "$\\frac{7}{25}$",
+           "$\\frac{1}{3}$"]  # fmt: skip
 
 
 @pytest.mark.parametrize("response, answer, options, official, lenient", [
@@ -43,7 +49,15 @@ MV91 = ["$6 \\mathrm{~m}$", "$8 \\mathrm{~m}$", "$10 \\mathrm{~m}$", "$11 \\math
     ("x = 61", "61", [], 1, 1), ("3 cm", "3", [], 0, 0),
     ("0.38", "\\frac{3}{8}", [], 1, 1), ("0.37", "\\frac{3}{8}", [], 0, 0),  # 2 decimals
     ("(3, 2)", "(3,2)", [], 1, 1), ("(2, 3)", "(3,2)", [], 0, 0),
-    ("(4/2, 3)", "(2,3)", [], 1, 1), ("(2.0, 3)", "(2,3)", [], 0, 1),  # sympy Float prints 2.0
+    ("(4/2, 3)", "(2,3)", [], 0, 1),  # latex2sympy + eval: 4/2 is the float 2.0, printed "2.0"
+    ("(2.0, 3)", "(2,3)", [], 1, 1), ("(3,-4.0)", "(3,-4)", [], 1, 1),  # "-4.0": Rational -4
+    ("(3,-4)", "(3,-4.0)", [], 1, 1),
+    ("$\\frac{6}{25}$", "B", MV_FRAC, 1, 1),  # the option verbatim: latex2sympy ignores $
+    ("$6 \\sqrt{3}+4 \\pi$", "$6 \\sqrt{3}+4 \\pi$", [], 1, 1),  # the raw ground truth
+    ("**The answer is 5 units.**", "5", [], 1, 1),  # "5.**": the parser stops at "."
+    ("\\boxed{\\frac34}", "\\frac{3}{4}", [], 0, 1),  # \\frac needs braces in latex2sympy
+    ("\\frac{-1}{1.5}", "-\\frac{2}{3}", [], 0, 1),  # sympy prints it "-1/3/2": -1/6
+    ("\\sin(30)", "-0.99", [], 1, 0),  # radians, math.sin
     ("\\sqrt{20}", "2\\sqrt{5}", [], 1, 1), ("\\frac{1}{2}", "0.5", [], 1, 1),
     ("\\boxed{1} or \\boxed{2}", "2", [], 1, 1),  # the last box when there are several
     ("12 m", "E", MV91, 0, 1),  # the raw option text "$12 \mathrm{~m}$" never matches upstream
@@ -52,6 +66,50 @@ MV91 = ["$6 \\mathrm{~m}$", "$8 \\mathrm{~m}$", "$10 \\mathrm{~m}$", "$11 \\math
 def test_mathvision(response, answer, options, official, lenient):
     assert mathv_official(response, answer, options) == official
     assert score_mathvision(response, answer, options) == lenient
+
+
+# What the real latex2sympy2 1.9.1 + `eval(str(...))` in `from math import *` gave (recorded in a
+# separate venv, its global symbol table already lost to a differential as in any real run).
+UPSTREAM_EVAL = [
+    ("$\\frac{6}{25}$", 0.24), ("6\\sqrt{3}+4\\pi", 22.958675459772437), ("-4.0", -4),
+    ("4/2", 2.0), ("2.5", 2.5), ("1,536", 1536), ("1,5366", 9216), ("1:2", 0.5), ("5.**", 5),
+    ("5)", 5), ("5 ones", 5), ("5cm", None), ("5*", None), ("2^-1", None), ("\\frac34", None),
+    ("\\sqrt3", None), ("5\\circ", None), ("50\\%", 0.5), ("9π", None), ("1e4", None),
+    ("e", None), ("e^{2}", 7.38905609893065), ("\\infty", None), ("|3|", None), ("x=5", None),
+    ("1,2", None), ("2^{10}", 1024), ("\\sqrt[3]{8}", 2.0), ("(-8)^{1/3}", None),
+    ("\\frac{-1}{1.5}", -0.16666666666666666), ("\\sin(30)", -0.9880316240928618),
+    ("\\sin^{-1}0.5", 0.5235987755982989), ("\\log_2 8", 3.0), ("\\ln 5", None),
+    ("\\binom{5}{2}", 10), ("3!", 6), ("\\lfloor 2.5\\rfloor", 2), ("5<6", True),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("text, expected", UPSTREAM_EVAL)
+def test_latex2sympy_value_matches_upstream(text, expected):
+    if expected is None:
+        with pytest.raises(NotANumber):
+            latex2sympy_value(text)
+    else:
+        value = latex2sympy_value(text)
+        assert type(value) is type(expected) and value == pytest.approx(expected)
+
+
+def test_latex2sympy_value_against_the_real_library():
+    """Where latex2sympy2 is installed (not a dependency: it pins antlr4 4.7.2), compare."""
+    l2s = pytest.importorskip("latex2sympy2")
+    namespace = vars(math).copy()
+    with contextlib.suppress(Exception):
+        l2s.latex2sympy("dx")  # what every real run does to its symbol table early on
+    for text, _ in UPSTREAM_EVAL:
+        try:
+            upstream = eval(str(l2s.latex2sympy(text)), namespace)  # noqa: S307 (fixed strings)
+            round(upstream, 2)
+        except Exception:
+            upstream = None
+        try:
+            ours = latex2sympy_value(text)
+        except NotANumber:
+            ours = None
+        assert (type(ours), ours) == (type(upstream), upstream), text
 
 
 # ----------------------------------------------------------------------------- DynaMath
@@ -149,6 +207,7 @@ INT, LIST = {"answer_type": "integer"}, {"answer_type": "list"}
     ("1.25", "1.2", {"answer_type": "float", "precision": 1.0}, 1, 1),
     ("1.25", "1.25", {"answer_type": "float", "precision": None}, 0, 1),  # int(None) fails
     ("[1,2]", "[1, 2]", LIST, 0, 1), ("[1, 2]", "[1, 2]", LIST, 1, 1),
+    ("a" * 2000 + "b", "b", {**MC, "choices": ["b", "a"]}, 1, 0),  # no cut before the distance
 ])  # fmt: skip
 def test_mathvista(response, answer, kw, official, lenient):
     assert mathvista_official(response, answer, **kw) == official

@@ -7,10 +7,11 @@ level, subject`) from the HF parquet layout (`data/<split>-*.parquet`), the GitH
 Scoring, `scoring="official"`: `mathvision_official.score_official`, MATH-V's own
 `evaluation/evaluate.py` + `utils.py` (github.com/mathllm/MATH-V, commit 1d361180) step by step:
 the answer cleaned as `evaluate()` and `find_math_answer` do, then
-`is_equal(gt_letter, answer) or is_equal(gt_option_text, answer)`.
+`is_equal(gt_letter, answer) or is_equal(gt_option_text, answer)`, values computed as
+latex2sympy2 + eval compute them (`mathv_latex`).
 
 `scoring="lenient"` (the RL default), `score_mathvision` below. Where it departs from upstream,
-every departure accepting more:
+every departure but the last accepting more:
 - an option letter is read from "(B)", "Option B", "B. text", "\\boxed{B}" and compared with
   the ground-truth letter directly (upstream only recognises a few layouts such as "... B.");
 - the ground truth goes through the same cleaning as the answer (upstream leaves
@@ -18,9 +19,10 @@ every departure accepting more:
 - the answer is unwrapped by `scoring.clean_answer` ("Answer:", the last `\\boxed{}`,
   `\\text{}`/`\\mathrm{}`), and "°", "%", "\\%", "$", "≈" and the units "km", "m^3", "units"
   are dropped (upstream drops "^\\circ", "\\%" and "$" only, so "45°" and "50%" never match);
-- "π" counts as \\pi and e-notation ("1e4") as a number, which latex2sympy reads as neither.
-Both modes read thousands commas ("1,536") and ratios ("1:2") as latex2sympy does. Numbers are
-evaluated by a whitelisted arithmetic AST (`latex_value`), never by `eval`.
+- "π" counts as \\pi and e-notation ("1e4") as a number, which latex2sympy reads as neither;
+- functions (\\sin, \\log) are not evaluated: upstream evaluates them (in radians).
+Both modes read thousands commas ("1,536") and ratios ("1:2") as latex2sympy does. Lenient
+numbers are evaluated by a whitelisted arithmetic AST (`latex_value`), never by `eval`.
 """
 
 from __future__ import annotations
@@ -41,7 +43,6 @@ from axpo_env.tasks.scoring import clean_answer
 REQUIRED_COLUMNS = ("id", "question", "options", "answer")
 IMAGE_COLUMNS = ("decoded_image", "image")
 _MAX_EXPR = 200  # longer "numbers" are not numbers; bounds parsing work
-_BARE_E = re.compile(r"(?<![a-z\\])e(?![a-z])")  # "e", "1e4", "2e"; not "\\sec", "\\le"
 _THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 
 
@@ -130,22 +131,19 @@ def _eval_node(node: ast.AST) -> float:
     raise ValueError(f"not arithmetic: {type(node).__name__}")
 
 
-def latex_value(text: Any, strict: bool = False) -> float | None:
+def latex_value(text: Any) -> float | None:
     """The number a short LaTeX/plain expression denotes ("\\frac{3}{8}", "2\\sqrt{5}", "9π",
     "1.5e3", "1,536", "1:2"), else None. Whitelisted AST only: nothing is executed.
 
-    Thousands commas and a ratio "a:b" are read as latex2sympy reads them (MATH-V's evaluator).
-    `strict=True` also refuses what latex2sympy does not read as a number: "π" (it wants
-    "\\pi"), a bare "e" and e-notation ("1e4")."""
+    Thousands commas and a ratio "a:b" are read as latex2sympy reads them (MATH-V's evaluator;
+    the official mode uses `mathv_latex.latex2sympy_value`, which follows it exactly)."""
     s = str(text).strip()
     if not s or len(s) > _MAX_EXPR:
         return None
-    if strict and ("π" in s or "inf" in s.lower() or _BARE_E.search(s.lower())):
-        return None  # upstream's latex2sympy + eval gives no number for these
     if _THOUSANDS.fullmatch(s):
         s = s.replace(",", "")
     if s.count(":") == 1:
-        num, den = (latex_value(part, strict) for part in s.split(":"))
+        num, den = (latex_value(part) for part in s.split(":"))
         return num / den if num is not None and den else None
     try:
         value = float(s)

@@ -6,14 +6,15 @@ then `is_equal(gt, answer) or is_equal(gt_option_text, answer)`) and `evaluation
 `eval_tuple`, `is_equal`), commit 1d361180b02cbff417c77c02acf1b4cacf2d55ea. Upstream has no LLM
 step: `response` here is the text the env extracted from `<answer>` (upstream's `response`).
 
-Quirks kept: the ground truth is not cleaned (a "$6 \\mathrm{~m}$" option text never matches);
+Quirks kept: the ground truth is not cleaned, but latex2sympy blanks its "$", so an option
+"$\\frac{6}{25}$" answered verbatim matches while "$6 \\mathrm{~m}$" never does;
 `_fix_fracs` runs only when the answer contains "sqrt"; "0.5" becomes "\\frac{1}{2}"; only
 "\\%" is removed, so "50%" and "45°" do not parse; a value matches when both sides round to the
-same 2 decimals. The one difference: upstream evaluates with `eval(str(latex2sympy(x)))`; here a
-whitelisted arithmetic evaluator (`mathvision.latex_value(strict=True)`) computes the same
-numbers for what latex2sympy parses as arithmetic (numbers with thousands commas such as
-"1,536", ratios "1:2", \\frac, \\sqrt, \\pi, ^, \\cdot, \\times) and never runs code. Like
-latex2sympy it reads neither "π" nor "1e4".
+same 2 decimals. Upstream's `eval(str(latex2sympy(x)))` is `mathv_latex.latex2sympy_value`,
+which reproduces it without latex2sympy2 or eval: "(3,-4.0)" is "(3,-4)" there, "(4/2,3)" is
+"(2.0,3)", "5.**" is 5, "\\frac34" is nothing. Checked against the real upstream scorer
+(latex2sympy2 1.9.1, separate venv) on the 16 model outputs MATH-V released and every ground
+truth and option answered verbatim: 31,685 distinct cases, every verdict the same.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from axpo_env.tasks.mathvision import latex_value
+from axpo_env.tasks.mathv_latex import latex2sympy_value
 
 _FLAGS = ("the final answer is", "the answer is", "the correct answer is", "the answer should be")
 
@@ -140,34 +141,18 @@ def extract_model_answer(response: str) -> str:
     return answer.rstrip(".").lstrip(":").strip()
 
 
-def _value(s: str) -> float:
-    """`eval(str(latex2sympy(s)))`; ValueError where upstream's call raises."""
-    value = latex_value(s, strict=True)
-    if value is None:
-        raise ValueError(s)
-    return value
-
-
 def eval_tuple(s: str) -> str:
     """Upstream's `eval_tuple`: "(2*3, 5+2)" -> "(6,7)"; the original on any failure."""
     parts = s[1:-1].split(",")
     try:
         for open_, close in (("(", ")"), ("[", "]")):
             if s[0] == open_ and s[-1] == close and len(parts) > 1:
-                inner = ",".join(p if "infty" in p or p in ("a", "-a") else _num(_value(p), p)
-                                 for p in parts)
+                inner = ",".join(p if "infty" in p or p in ("a", "-a")
+                                 else str(round(latex2sympy_value(p), 2)) for p in parts)
                 return f"{open_}{inner}{close}"
     except (ValueError, IndexError):
         return s
     return s
-
-
-def _num(value: float, text: str) -> str:
-    """`str(round(x, 2))` of the number latex2sympy makes of `text`: exact arithmetic on
-    integers stays an integer ("4/2" -> "2"), a decimal stays a float ("2.0" -> "2.0")."""
-    rounded = round(value, 2)
-    exact = "." not in text and rounded == int(rounded)
-    return str(int(rounded)) if exact else str(rounded)
 
 
 def is_equal(asw: str, gt_asw: str) -> bool:
@@ -182,7 +167,7 @@ def is_equal(asw: str, gt_asw: str) -> bool:
     if gt_asw == asw:
         return True
     try:
-        return round(_value(gt_asw), 2) == round(_value(asw), 2)
+        return round(latex2sympy_value(gt_asw), 2) == round(latex2sympy_value(asw), 2)
     except (ValueError, OverflowError):
         return False
 

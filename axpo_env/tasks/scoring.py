@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 _NUMBER = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
-_MAX_LEN = 2000  # longer "answers" are not answers; also bounds edit distance and literal_eval
+_MAX_LEN = 2000  # lenient: longer "answers" are not answers; bounds edit distance, literal_eval
 
 def levenshtein(a: str, b: str) -> int:
     """Edit distance (insert/delete/substitute), so MathVista needs no C extension here."""
@@ -214,9 +214,9 @@ def normalize_official(
     precision: float | None,
 ) -> str | None:
     """MathVista's `normalize_extracted_answer` as released: a "(X)" letter or a bare letter
-    picks that choice, any other text the nearest choice by edit distance; `str(int(float(x)))`;
-    `str(round(float(x), int(precision)))`; `str(x)` for a list. None where upstream gets None
-    (or, for free-form text, raises)."""
+    picks that choice, any other text (all of it: upstream cuts nothing) the nearest choice by
+    edit distance; `str(int(float(x)))`; `str(round(float(x), int(precision)))`; `str(x)` for
+    a list. None where upstream gets None (or, for free-form text, raises)."""
     if question_type == "multi_choice":
         text = extraction.strip() if isinstance(extraction, str) else str(extraction)
         letter = re.findall(r"\(([a-zA-Z])\)", text)
@@ -225,7 +225,7 @@ def normalize_official(
         options = [chr(ord("A") + i) for i in range(len(choices or []))]
         if text in options:
             return str((choices or [])[options.index(text)])
-        return most_similar(text[:_MAX_LEN], [str(c) for c in choices]) if choices else None
+        return most_similar(text, [str(c) for c in choices]) if choices else None
     try:
         if answer_type == "integer":
             return str(int(float(extraction)))
