@@ -15,10 +15,10 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from axpo_cli.fields import check as _check
-from axpo_cli.fields import config_field as _field
-from axpo_cli.fields import documented as _document
-from axpo_cli.fields import literal_choices
+from axpo_env.config_fields import check as _check
+from axpo_env.config_fields import config_field as _field
+from axpo_env.config_fields import documented as _document
+from axpo_env.config_fields import literal_choices
 
 REPORTERS = ("jsonl", "csv", "tensorboard", "stdout")
 
@@ -209,12 +209,15 @@ class GRPOConfig(_Config):
         0.2, "Lower clip range of the probability ratio (1 - epsilon). 0.2 as in TRL and PPO.",
         "training")
     epsilon_high: float | None = _field(
-        None, "Upper clip range (1 + epsilon_high); None: the same as epsilon, as in TRL. DAPO "
-        "(Yu et al., 2025, 'clip-higher') recommends 0.28 to keep rare tokens explorable.",
+        0.4, "Upper clip range (1 + epsilon_high); None: the same as epsilon (TRL's default). "
+        "0.4: the AXPO paper's objective (Eq. 6, DAPO-style clip-higher with epsilon = 0.2), the "
+        "same for GRPO and AXPO so that switching the algorithm changes only the exploration.",
         "training")
     beta: float = _field(
-        0.0, "KL coefficient to the initial policy. 0.0 as in TRL: no reference model is kept, "
-        "saving memory; DAPO and Dr. GRPO drop the KL term. DeepSeek-R1 used 0.001.", "training")
+        1e-3, "KL coefficient to the initial (SFT) policy, which is then kept as a reference "
+        "model (memory: a second copy of the weights). 1e-3: the AXPO paper's objective (Eq. 6) "
+        "for GRPO and AXPO alike. 0.0 (TRL's default, as in DAPO and Dr. GRPO) keeps no "
+        "reference model.", "training")
     loss_type: Literal["grpo", "bnpo", "dr_grpo", "dapo"] = _field(
         "dapo", "How token losses are aggregated: 'grpo' averages per sequence then over "
         "sequences (length-biased); 'bnpo' averages over the local batch's generated tokens; "
@@ -329,18 +332,13 @@ class AXPOConfig(GRPOConfig):
     resamples form their own advantage group (Eq. 2) trained on their continuations; the source's
     reward is replaced by the recovery indicator (Eq. 3) in its group and that advantage trains
     its prefix only (Eq. 4). The switches below turn each part off (the paper's Table 2
-    ablations) or swap the exploration for ARPO's (Table 3). All GRPO parameters apply; the clip
-    and KL defaults are the paper's (Eq. 6).
+    ablations) or swap the exploration for ARPO's (Table 3). Every GRPO parameter applies with
+    the same default (the paper's objective, Eq. 6), so AXPO and GRPO differ only in exploration
+    and `output_dir`.
     """
 
     output_dir: str = _field(
         "runs/axpo", "Where checkpoints, config.json and logs go.", "logging")
-    epsilon_high: float | None = _field(
-        0.4, "Upper clip range (1 + epsilon_high). 0.4: the AXPO paper's Eq. 6 (DAPO-style "
-        "clip-higher with epsilon_low = 0.2).", "training")
-    beta: float = _field(
-        1e-3, "KL coefficient to the initial (SFT) policy. 1e-3: the AXPO paper's Eq. 6.",
-        "training")
     resample_ratio: float = _field(
         0.25, "Extra rollouts a step may spend, as a share of its rollouts (r in the AXPO paper: "
         "0.25, so 64 rollouts buy 16 resamples = 4 blocks of K = 4). Whole blocks only, rounded "

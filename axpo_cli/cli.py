@@ -3,7 +3,7 @@
 It sits above what it dispatches (`algorithms` for train and sft, `evaluation` for eval,
 `axpo_view` for view); it reads their configs up front and imports the code that runs (torch)
 only when a command needs it. Every flag is generated from a field of the config dataclasses
-(`axpo_cli.fields` says how a field is declared): its name (`--num-generations`, or
+(`axpo_env.config_fields` says how a field is declared): its name (`--num-generations`, or
 `--num_generations`), its type from the annotation (`--bf16/--no-bf16` for bools, `none` for
 Optional, choices for Literal, comma-separated lists), its default and its help text. Adding a
 field to a config adds its flag; nothing here lists fields by hand.
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from algorithms.config import AXPOConfig, GRPOConfig, SFTConfig
-from axpo_cli.fields import GROUPS
+from axpo_env.config_fields import GROUPS
 from evaluation.evaluate import EvalConfig
 
 ALGOS: dict[str, type[GRPOConfig]] = {"axpo": AXPOConfig, "grpo": GRPOConfig}
@@ -316,15 +316,18 @@ def _train(algo: str, config: GRPOConfig) -> int:
     status 1."""
     from agents.vllm_engine import EngineError
     from algorithms.outputs import CheckpointError
+    from algorithms.preflight import RunError
     from algorithms.trainer import Trainer  # heavy (torch, accelerate): only when training
     from axpo_env.errors import ModelLoadError
 
+    again = f"the checkpoints in {config.output_dir} are intact: run again with --resume"
     _, status = _guard("train", lambda: Trainer(
         algorithm=algo, config=config, policy=config.model or None, env_id=config.env_id).train(),
         [(CheckpointError, 1, lambda e: f"error: {' '.join(str(e).split())}"),
+         (RunError, 2, lambda e: f"error: {e}"),
          (ModelLoadError, 2, lambda e: f"error: {e}"),
-         (EngineError, 1, lambda e: f"error: {e}; the last checkpoint in {config.output_dir} is "
-          "intact: fix the engine and run again with --resume")])
+         (EngineError, 1, lambda e: f"error: {e}; fix the engine; {again}"),
+         (KeyboardInterrupt, 130, lambda e: f"interrupted; {again}")])
     return status or 0
 
 

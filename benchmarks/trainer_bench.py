@@ -122,7 +122,7 @@ def single_turn(args: argparse.Namespace, root: Path) -> tuple[list[dict], list[
     common = dict(num_generations=args.group, max_completion_length=args.tokens,
                   per_device_train_batch_size=args.prompts * args.group,  # one update a step
                   temperature=1.0, top_p=1.0, top_k=0, beta=0.0, learning_rate=1e-6,
-                  epsilon=0.2, loss_type="dapo", scale_rewards="group", seed=0)
+                  epsilon=0.2, epsilon_high=None, loss_type="dapo", scale_rewards="group", seed=0)
 
     # ours
     cfg = GRPOConfig(env_id=ENV, tools=[], max_turns=1, task_ids=pool,

@@ -28,7 +28,7 @@ from typing import Any, Literal
 import gymnasium as gym
 
 from agents.loading import VLLM, is_server, is_tiny, load_policy
-from axpo_cli.fields import check, config_field, documented
+from axpo_env.config_fields import check, config_field, documented
 from axpo_env.errors import ModelLoadError
 from axpo_env.tasks import SCORING_MODES, load_task_class
 from evaluation.report import Report, summarize, write_report

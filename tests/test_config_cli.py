@@ -23,8 +23,7 @@ def test_grpo_defaults_use_trl_names_and_values():
     assert c.num_generations == 8
     assert c.temperature == 1.0 and c.top_p == 1.0 and c.top_k == 0  # no truncation of sampling
     assert c.learning_rate == 1e-6  # TRL overrides TrainingArguments' 5e-5 for GRPO
-    assert c.beta == 0.0  # no reference model (DAPO, Dr. GRPO drop the KL)
-    assert c.epsilon == 0.2 and c.epsilon_high is None  # symmetric PPO clip unless set
+    assert c.epsilon == 0.2
     assert c.loss_type == "dapo"  # TRL's current default: token-level, no length bias
     assert c.scale_rewards == "group"  # original GRPO std scaling
     assert c.num_iterations == 1  # fully on-policy
@@ -37,6 +36,8 @@ def test_grpo_defaults_use_trl_names_and_values():
     assert c.gradient_accumulation_steps is None  # one update a step (TRL: 1 update a generation)
     assert c.logging_steps == 1  # a step is a whole rollout batch (TRL 10)
     assert c.save_steps == 50 and c.max_steps == 200  # RL runs count steps, no epochs (TRL -1)
+    # the AXPO paper's objective (Eq. 6) for GRPO too (TRL: epsilon_high None, beta 0.0)
+    assert (c.epsilon_high, c.beta) == (0.4, 1e-3)
     assert c.seed == 0
 
 
@@ -45,7 +46,8 @@ def test_grpo_defaults_of_axpo_own_fields():
     assert (c.model, c.env_id, c.tools, c.task_ids) == ("", "AXPO-MathVista-v0", None, None)
     assert (c.max_turns, c.tasks_per_step, c.output_dir, c.resume) == (4, 8, "runs/grpo", False)
     assert c.report_to == ["jsonl", "csv", "tensorboard", "stdout"]
-    assert c.clip_range == (0.2, 0.2)
+    assert c.clip_range == (0.2, 0.4)
+    assert GRPOConfig(epsilon_high=None).clip_range == (0.2, 0.2)
     assert GRPOConfig(epsilon_high=0.28).clip_range == (0.2, 0.28)  # DAPO's clip-higher
 
 
@@ -58,6 +60,16 @@ def test_axpo_defaults_extend_grpo():
     assert (c.ranking, c.prefix_fix, c.resample_subgroup) == ("uncertainty", True, "tool")
     assert (c.prefix_credit, c.separate_advantage_group, c.exploration) == (True, True, "axpo")
     assert GRPOConfig().tool_reward == 0.0
+
+
+def test_switching_the_algorithm_changes_no_other_default():
+    # `axpo train --algo grpo` is the same run as `--algo axpo` without the exploration
+    grpo, axpo = GRPOConfig().to_dict(), AXPOConfig().to_dict()
+    differ = {k for k in grpo if grpo[k] != axpo[k]}
+    assert differ == {"output_dir"}
+    cli_grpo = cli.parse(["train", "--algo", "grpo"])[2].to_dict()
+    cli_axpo = cli.parse(["train", "--algo", "axpo"])[2].to_dict()
+    assert {k for k in cli_grpo if cli_grpo[k] != cli_axpo[k]} == {"output_dir"}
 
 
 def test_sft_defaults_follow_trl_sftconfig():
@@ -310,3 +322,25 @@ def test_axpo_train_help_lists_every_field_with_its_help():
     assert "Rollouts per task (the group size G)" in flat
     assert "(default: runs/axpo; runs/grpo with --algo grpo)" in flat
     assert "Parameters that control AXPO's exploration" in out
+
+
+def test_train_reports_a_bad_env_and_an_interrupt_in_one_line(monkeypatch, tmp_path, capsys):
+    out = ["--output-dir", str(tmp_path), "--model", "no/such/model"]
+    # checked before the model loads: the model path here would fail too, later
+    assert cli.main(["train", "--algo", "grpo", "--env-id", "AXPO-Nope-v0", *out]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("axpo train: error: unknown env 'AXPO-Nope-v0'") and err.count("\n") == 1
+
+    class Interrupted:
+        def __init__(self, **kwargs):
+            pass
+
+        def train(self):
+            raise KeyboardInterrupt
+
+    monkeypatch.setitem(sys.modules, "algorithms.trainer",
+                        types.SimpleNamespace(Trainer=Interrupted))
+    assert cli.main(["train", "--algo", "grpo", *out]) == 130
+    err = capsys.readouterr().err
+    assert err == (f"axpo train: interrupted; the checkpoints in {tmp_path} are intact: run "
+                   "again with --resume\n")

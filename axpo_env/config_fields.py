@@ -3,7 +3,8 @@
 Each field's `metadata["help"]` is its only documentation and `metadata["group"]` its section:
 `documented` writes the grouped list into the class docstring, and `axpo_cli.cli` turns every
 field into a flag with that help. The configs (`algorithms.config`, `evaluation.evaluate`)
-import this module; it imports nothing of the project, so it costs no torch.
+import this module, so it lives below both, in the package everything else builds on; it imports
+nothing of the project and costs no torch.
 """
 
 from __future__ import annotations
