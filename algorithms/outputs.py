@@ -10,6 +10,9 @@ at the next start.
 
 from __future__ import annotations
 
+import csv
+import json
+import math
 import os
 import random
 import shutil
@@ -148,13 +151,59 @@ def plot_history(history: Sequence[dict[str, float]], path: Path, keys: Sequence
     plt.close(fig)
 
 
-def make_logger(output_dir: Path, report_to: Sequence[str], main: bool) -> Any:
-    from stable_baselines3.common.logger import configure
+def make_logger(output_dir: Path, report_to: Sequence[str], main: bool,
+                resumed_step: int = 0) -> Any:
+    """stable-baselines3's logger on `output_dir`. A resumed run keeps the rows of
+    progress.json/.csv up to `resumed_step` (the logger would truncate them) and drops later
+    ones, which the steps it runs again will write."""
+    from stable_baselines3.common.logger import CSVOutputFormat, JSONOutputFormat, configure
 
     formats = {"jsonl": "json", "json": "json", "csv": "csv", "tensorboard": "tensorboard",
                "stdout": "stdout"}
     chosen = [formats[f] for f in report_to if f in formats] if main else []
-    return configure(str(output_dir), chosen)
+    kept = {name: _rows_until(output_dir / name, resumed_step)
+            for name in ("progress.json", "progress.csv")} if resumed_step else {}
+    logger = configure(str(output_dir), chosen)
+    for fmt in logger.output_formats:
+        if isinstance(fmt, JSONOutputFormat) and kept.get("progress.json"):
+            fmt.file.writelines(kept["progress.json"])
+        elif isinstance(fmt, CSVOutputFormat) and kept.get("progress.csv"):
+            header, *rows = kept["progress.csv"]
+            fmt.file.writelines([header, *rows])
+            fmt.keys = next(csv.reader([header]))
+        else:
+            continue
+        fmt.file.flush()
+    return logger
+
+
+def _rows_until(path: Path, step: int) -> list[str]:
+    """The lines of a progress file (JSON lines, or CSV with its header first) whose `step` is
+    at most `step`; [] when there is no such file."""
+    try:
+        lines = path.read_text().splitlines(keepends=True)
+    except (OSError, UnicodeDecodeError):
+        return []
+    if path.suffix == ".json":
+        def step_of(line: str) -> float:
+            try:
+                return float(json.loads(line).get("step", math.inf))
+            except (ValueError, AttributeError, TypeError):
+                return math.inf
+        return [line for line in lines if step_of(line) <= step]
+    if not lines:
+        return []
+    header = next(csv.reader([lines[0]]))
+    if "step" not in header:
+        return []
+    column = header.index("step")
+
+    def csv_step(line: str) -> float:
+        try:
+            return float(next(csv.reader([line]))[column])
+        except (ValueError, IndexError, StopIteration):
+            return math.inf
+    return [lines[0], *(line for line in lines[1:] if csv_step(line) <= step)]
 
 
 def seed_everything(seed: int) -> None:

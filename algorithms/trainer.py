@@ -16,6 +16,7 @@ import contextlib
 import json
 import math
 import re
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -31,7 +32,7 @@ from agents.hf import HFPolicy, TokenPrompt, warp
 from agents.loading import load_policy
 from agents.policy import SamplingParams
 from agents.rollout import EnvPool, rollout
-from algorithms import axpo, rollout_engine
+from algorithms import axpo, preflight, rollout_engine
 from algorithms.checkpoint_state import apply_trainer_state, read_trainer_state, save_trainer_state
 from algorithms.config import AXPOConfig, GRPOConfig
 from algorithms.grpo import TrainBatch, TrainSample, grpo_batch, pad_left
@@ -72,6 +73,9 @@ class Trainer:
         if env_id:
             self.config = replace(self.config, env_id=env_id)
         cfg = self.config
+        # Before the model loads (minutes for a real VLM): env, tools, task ids, resume target.
+        first_env, task_ids = preflight.check_env(cfg)
+        resume_from = preflight.check_resume(algorithm, cfg)
         seed_everything(cfg.seed)
         if not isinstance(policy, HFPolicy):
             policy = load_policy(policy or cfg.model, token_level=True)
@@ -96,25 +100,26 @@ class Trainer:
         # prepared one, which under `accelerate launch` is DDP-wrapped and syncs gradients.
         self.model, self.optimizer = self.accelerator.prepare(policy.model, self.optimizer)
 
-        self.env_kwargs = {"max_turns": cfg.max_turns}
-        if cfg.tools is not None:
-            self.env_kwargs["tools"] = list(cfg.tools)
+        self.env_kwargs = preflight.env_kwargs(cfg)
         # One pool of envs for the whole run: rollouts and AXPO's branches of every step reuse
         # them, so the task (a benchmark's dataset) loads once per env, not once per episode.
-        self.envs = EnvPool(cfg.env_id, self.env_kwargs)
-        self.task_ids = list(cfg.task_ids or self.envs.take(1)[0].unwrapped.task.task_ids)
+        self.envs = EnvPool(cfg.env_id, self.env_kwargs, envs=[first_env])
+        self.task_ids = task_ids
         self.sampling = SamplingParams.of(cfg, seed=cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
         self.step = 0
         self.history: list[dict[str, float]] = []
         self.output_dir = Path(cfg.output_dir)
-        if cfg.resume:  # the newest checkpoint that loads whole; damaged weights are warned
-            # about and skipped, a refused trainer state raises (algorithms.checkpoint_state)
+        if resume_from is not None:  # the newest checkpoint that loads whole; damaged weights
+            # are warned about and skipped, a refused trainer state raises (checkpoint_state)
             found = read_latest(self.output_dir, self._read_checkpoint)
             if found is not None:
                 self._apply_checkpoint(found[1])
+                if self.accelerator.is_main_process:
+                    print(f"resuming {algorithm} from {found[0]} (step {self.step} of "
+                          f"{cfg.max_steps})", file=sys.stderr)
         self.logger = make_logger(self.output_dir, cfg.report_to,
-                                   self.accelerator.is_main_process)
+                                   self.accelerator.is_main_process, resumed_step=self.step)
         # What samples: the policy itself, or a vLLM engine loaded with its (resumed) weights.
         self.rollouts = rollout_engine.rollout_policy(cfg, policy)
 
@@ -135,7 +140,7 @@ class Trainer:
                 for key, value in metrics.items():
                     self.logger.record(key, value)
                 self.logger.dump(self.step)
-            if cfg.save_steps and self.step % cfg.save_steps == 0:
+            if self.step % cfg.save_steps == 0 or self.step == cfg.max_steps:
                 self.save_checkpoint()
         self.logger.close()
         self.envs.close()

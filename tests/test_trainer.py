@@ -15,6 +15,7 @@ from agents.hf import HFPolicy
 from agents.policy import Completion
 from algorithms.config import AXPOConfig, GRPOConfig
 from algorithms.outputs import CheckpointError, latest_checkpoint
+from algorithms.preflight import RunError
 from algorithms.trainer import Trainer
 from tests.wrong_calls import WrongCallsThenRight
 
@@ -64,6 +65,8 @@ def test_axpo_without_a_trigger_updates_exactly_like_grpo(tmp_path):
     assert any(not torch.equal(before[k], pg[k]) for k in pg)  # it did learn something
     assert all(torch.equal(pg[k], pa[k]) for k in pg)  # ... and bit for bit the same
     assert hg[0]["loss"] == ha[0]["loss"]
+    # a run shorter than save_steps (100 here) still saves its end
+    assert latest_checkpoint(tmp_path / "g").name == "checkpoint-1"
 
 
 def test_resume_continues_exactly(tmp_path):
@@ -80,6 +83,13 @@ def test_resume_continues_exactly(tmp_path):
     a, b = params(straight), params(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert straight.history[1]["loss"] == resumed.history[1]["loss"]
+    # the progress files hold every step, the resumed one's too, as a straight run's do
+    for name in ("progress.json", "progress.csv"):
+        assert len((tmp_path / "r" / name).read_text().splitlines()) == \
+            len((tmp_path / "s" / name).read_text().splitlines())
+    rows = [json.loads(line) for line in (tmp_path / "r" / "progress.json").open()]
+    assert [r["step"] for r in rows] == [1, 2]
+    assert rows[0]["loss"] == straight.history[0]["loss"]
 
 
 @pytest.fixture(scope="module")
@@ -432,3 +442,29 @@ def pad_rows(rows, width):
     from algorithms.grpo import pad_left
 
     return pad_left(rows, width)
+
+
+def test_resume_says_what_it_resumes_and_refuses_another_run(two_checkpoints, tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(two_checkpoints[0], out)
+    resumed = Trainer("grpo", config(GRPOConfig, out, max_steps=3, resume=True), make_policy())
+    assert resumed.step == 2
+    assert f"resuming grpo from {out / 'checkpoint-2'} (step 2 of 3)" in capsys.readouterr().err
+    for algo, cls, change, what in [("axpo", AXPOConfig, {}, "is a grpo run"),
+                                    ("grpo", GRPOConfig, {"trainable_parameters": "lm_head"},
+                                     "trainable_parameters=None")]:
+        with pytest.raises(RunError, match=what):
+            # refused before the model loads: no policy is built for it
+            Trainer(algo, config(cls, out, resume=True, **change), "no/such/model")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"env_id": "AXPO-Nope-v0"}, "unknown env 'AXPO-Nope-v0' .*registered: .*AXPO-MathVista-v0"),
+    ({"tools": ["calculator", "nope"]}, "no tool named 'nope'"),
+    ({"task_ids": ["fx-07"]}, r"task id\(s\) \['fx-07'\] are not in AXPO-MathVista-v0"),
+])
+def test_a_bad_env_tool_or_task_is_refused_before_the_model_loads(tmp_path, change, message):
+    with pytest.raises(RunError, match=message):
+        Trainer("grpo", config(GRPOConfig, tmp_path, **change), "no/such/model")

@@ -1,0 +1,79 @@
+"""What `Trainer` checks before it loads the model, so that a typo costs a second, not minutes.
+
+A real VLM takes minutes to load; an unknown env id, tool name or task id, or a `resume` into a
+run of another algorithm, env or set of trainable parameters would otherwise surface after it,
+as a traceback. Each is a `RunError` here: one line naming the fix.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+
+from algorithms.config import GRPOConfig
+from algorithms.outputs import checkpoints
+from axpo_env import AxpoError, registered_envs
+
+# Settings a resumed run must share with the run that wrote the checkpoint: the optimizer's
+# state, the history and the metrics would not mean what they say otherwise.
+RESUME_MUST_MATCH = ("env_id", "trainable_parameters")
+
+
+class RunError(ValueError):
+    """A training run that cannot start as configured; the message says what to change."""
+
+
+def env_kwargs(config: GRPOConfig) -> dict[str, Any]:
+    """The keyword arguments every env of the run is made with."""
+    kwargs: dict[str, Any] = {"max_turns": config.max_turns}
+    if config.tools is not None:
+        kwargs["tools"] = list(config.tools)
+    return kwargs
+
+
+def check_env(config: GRPOConfig) -> tuple[gym.Env, list[str]]:
+    """One env of the run, made as the run makes them (env id, tools), and the run's task ids,
+    checked against it. The caller owns the env (the trainer's pool reuses it)."""
+    try:
+        env = gym.make(config.env_id, **env_kwargs(config))
+    except gym.error.Error as e:  # not registered (gymnasium suggests a near name)
+        raise RunError(f"unknown env {config.env_id!r} ({e}); registered: "
+                       f"{', '.join(registered_envs())} (--env-id)") from None
+    except (AxpoError, ValueError, LookupError) as e:
+        raise RunError(f"cannot make {config.env_id} with tools {config.tools}: "
+                       f"{' '.join(str(e).split())}") from None
+    known = list(env.unwrapped.task.task_ids)
+    unknown = [t for t in config.task_ids or [] if t not in known]
+    if unknown:
+        env.close()
+        shown = ", ".join(known[:20]) + (" ..." if len(known) > 20 else "")
+        raise RunError(f"task id(s) {unknown} are not in {config.env_id}; its ids: {shown} "
+                       "(--task-ids)")
+    return env, list(config.task_ids or known)
+
+
+def check_resume(algorithm: str, config: GRPOConfig) -> Path | None:
+    """The checkpoint a `resume` run continues from (None: no checkpoint, a fresh start),
+    after checking that it was written by a run of the same algorithm and settings."""
+    if not config.resume:
+        return None
+    found = checkpoints(Path(config.output_dir))
+    if not found:
+        return None
+    try:
+        saved = json.loads((found[0] / "trainer.json").read_text())
+    except (OSError, ValueError):
+        return found[0]  # damaged: the trainer falls back to an older one, with a warning
+    fix = f"resume off, or another --output-dir than {config.output_dir}"
+    if saved.get("algorithm", algorithm) != algorithm:
+        raise RunError(f"--resume: {found[0]} is a {saved['algorithm']} run, this is "
+                       f"{algorithm}; use --algo {saved['algorithm']}, or {fix}")
+    old = saved.get("config", {})
+    for name in RESUME_MUST_MATCH:
+        if name in old and old[name] != getattr(config, name):
+            raise RunError(f"--resume: {found[0]} was trained with {name}={old[name]!r}, this "
+                           f"run has {getattr(config, name)!r}; set it back, or {fix}")
+    return found[0]
