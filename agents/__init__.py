@@ -14,6 +14,8 @@ imports no torch: only a local model (`HFPolicy`, `tiny`) needs it.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 _EXPORTS = {
@@ -25,6 +27,22 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
+
+
+class _Package(types.ModuleType):
+    """`agents` itself. Importing a submodule sets it as an attribute of its package, so once
+    anything imported `agents.rollout` (as `branch` does), `agents.rollout` was that module, not
+    the function `from agents import rollout` promises: an exported name keeps its export."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        module = _EXPORTS.get(name)
+        if module is not None and isinstance(value, types.ModuleType) \
+                and value.__name__ == module:
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:

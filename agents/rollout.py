@@ -65,6 +65,7 @@ class Trajectory:
     error: str | None = None
     parent: tuple[int, int] | None = None  # (turn, kept generated ids) if this is a branch
     train_from: int = 0  # ids before this were trained in the source trajectory (branches)
+    sampling: SamplingParams | None = None  # what sampled it; `branch` samples alike by default
 
     @property
     def ids(self) -> list[int]:
@@ -196,7 +197,7 @@ def rollout(env: Envs, policy: TokenPolicy | Policy, tasks: Sequence[str | int],
             last: tuple[Any, Any] = (None, None)  # (observation, its prompt): a group's
             for (task, g), e in zip(chunk, envs):  # episodes mostly start alike: render once
                 options = {"task_id": task} if isinstance(task, str) else {"index": int(task)}
-                traj = Trajectory(task_id=str(task), index_in_group=g)
+                traj = Trajectory(task_id=str(task), index_in_group=g, sampling=sampling)
                 try:
                     obs, _ = e.reset(seed=seed + start + len(episodes), options=options)
                     traj.task_id = e.unwrapped.snapshot().task_id
@@ -242,7 +243,8 @@ def branch(trajectory: Trajectory, turn: int, keep: int, policy: TokenPolicy, n:
     The kept ids are shared, not regenerated: each branch's turn starts with them (with their
     recorded logprobs) and only what follows is sampled. `env` is an env id or factory (n envs
     are made and closed here), or an `EnvPool` or n envs of the same id to reuse; each is
-    restored through its wrappers with `reset(options={"snapshot": ...})`."""
+    restored through its wrappers with `reset(options={"snapshot": ...})`. `sampling` None:
+    the trajectory's own (what `rollout` sampled it with)."""
     return branch_many([BranchPoint(trajectory, turn, keep, n)], policy, env, sampling,
                        env_kwargs)[0]
 
@@ -252,8 +254,9 @@ def branch_many(points: Sequence[BranchPoint], policy: TokenPolicy, env: Envs,
                 env_kwargs: dict[str, Any] | None = None) -> list[list[Trajectory]]:
     """`branch` at several points at once: each point's first turn is sampled from one shared
     prefill of its prefix (point i with seed `sampling.seed + 104729 * i`), then all the
-    episodes play on together in one batch. Returns the resamples per point, in order."""
-    sampling = sampling or SamplingParams()
+    episodes play on together in one batch. Returns the resamples per point, in order.
+    `sampling` None: the first point's trajectory's."""
+    sampling = sampling or (points[0].trajectory.sampling if points else None) or SamplingParams()
     pool, owned = _pool(env, env_kwargs)
     try:
         envs = iter(pool.take(sum(p.n for p in points)))
@@ -273,7 +276,8 @@ def branch_many(points: Sequence[BranchPoint], policy: TokenPolicy, env: Envs,
                 traj = Trajectory(task_id=whole.task_id, index_in_group=whole.index_in_group,
                                   turns=[_copy_turn(t) for t in whole.turns[:point.turn]],
                                   parent=(point.turn, point.keep),
-                                  train_from=source.generated_start + point.keep)
+                                  train_from=source.generated_start + point.keep,
+                                  sampling=sampling)
                 mine.append(_Episode(e, traj, obs, prefix, list(source.env_ids), keep=kept))
             seeded = sampling if sampling.seed is None else replace(
                 sampling, seed=sampling.seed + 104_729 * i)

@@ -13,6 +13,15 @@ def test_readme_imports_work():
     assert AXPOConfig().resamples_per_prefix == 4 and Trainer.__name__ == "Trainer"
 
 
+def test_rollout_is_the_function_whichever_name_comes_first():
+    # `branch` imports the module agents.rollout, which Python sets on the package as `rollout`
+    code = ("from agents import SamplingParams, branch, load_policy, rollout; import agents; "
+            "import agents.rollout; print(rollout.__name__, type(agents.rollout).__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True)
+    assert out.stdout.split() == ["rollout", "function"]
+
+
 def test_configs_and_the_openai_policy_import_without_torch():
     code = ("import sys; from algorithms import AXPOConfig; from agents import OpenAIPolicy; "
             "AXPOConfig(); print('torch' in sys.modules)")

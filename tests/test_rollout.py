@@ -110,6 +110,20 @@ def test_branch_keeps_the_prefix_and_resamples_the_rest(policy):
     assert len({tuple(b.ids[shared:]) for b in branches}) > 1
 
 
+def test_branch_samples_as_the_rollout_did_unless_told_otherwise(policy):
+    calc = render_tool_call("calculator", {"expression": "6*7"})
+    scripted = ScriptedFirstTurns(policy, ["<think>I will compute.</think>\n" + calc])
+    (t,) = rollout(ENV, scripted, ["8"], sampling=SAMPLING, env_kwargs=ENV_KWARGS,
+                   progress=False)
+    assert t.sampling == SAMPLING
+    branches = branch(t, 0, 3, policy, n=2, env=ENV, env_kwargs=ENV_KWARGS)  # no sampling
+    for b in branches:
+        assert b.sampling == SAMPLING
+        assert len(b.turns[0].completion.token_ids) <= 3 + SAMPLING.max_new_tokens
+        assert all(len(turn.completion.token_ids) <= SAMPLING.max_new_tokens
+                   for turn in b.turns[1:])
+
+
 def test_branch_many_plays_every_points_resamples_in_one_batch_in_order(policy):
     calc = render_tool_call("calculator", {"expression": "6*7"})
     scripted = ScriptedFirstTurns(policy, ["<think>I will compute.</think>\n" + calc])
