@@ -195,8 +195,11 @@ class _Page:
                        f"chars)</summary><pre>{_e(t['thinking'])}</pre></details>")
         call = t.get("call")
         if call:
+            if call.get("error"):  # an unreadable call: the text the model wrote
+                out.append(f"<pre>{_e(t.get('text'))}</pre>")
             args = json.dumps(call.get("arguments"), ensure_ascii=False)
-            error = f" {_e(call['error'])}" if call.get("error") else ""
+            error = (f" <span class='badge warn'>{_e(call['error'])}</span>"
+                     if call.get("error") else "")
             out.append(f"<div class='call'>tool call: <b>{_e(call.get('name'))}</b>"
                        f"({_e(args)}){error}</div>")
         elif t.get("answer") is not None:
@@ -206,8 +209,11 @@ class _Page:
             if t.get("format_error"):
                 out.append(f"<span class='badge warn'>{_e(t['format_error'])}</span>")
         reply = t.get("reply") or {}
-        if reply.get("text") or reply.get("images"):
-            out.append(f"<div class='reply'>tool reply:<pre>{_e(reply.get('text'))}</pre>")
+        text = reply.get("text")
+        if text and text.strip() in _told(t):
+            text = None  # the env's message of an error shown above, not a tool's reply
+        if text or reply.get("images"):
+            out.append(f"<div class='reply'>tool reply:<pre>{_e(text)}</pre>")
             crop = t.get("crop")
             if crop:
                 out.append(self._figure(crop["source"], "source, crop box", crop["box"]))
@@ -238,6 +244,14 @@ class _Page:
 
     def _link(self, episode_id: str) -> str:
         return f"<a href='#{_anchor(episode_id)}'>{_e(episode_id)}</a>"
+
+
+def _told(t: dict[str, Any]) -> set[str]:
+    """The messages the env sends back for the turn's format or call error (`ToolUseEnv`:
+    the error itself, or "Error: " and the call's error): shown once, as the error."""
+    call_error = (t.get("call") or {}).get("error")
+    told = {t.get("format_error"), call_error, call_error and f"Error: {call_error}"}
+    return {m.strip() for m in told if m}
 
 
 def _badges(e: dict[str, Any]) -> str:

@@ -146,6 +146,28 @@ def record_eval(output_dir: str | Path, env: Any, samples: Sequence[int],
     rec.write(rows)
 
 
+def only_eval_records(folder: str | Path) -> bool:
+    """Whether everything recorded in `folder` is what `record_eval` writes (episodes without a
+    training step), so `axpo eval --no-resume` may delete it. A line that is not a JSON record
+    (a torn write) holds nothing to keep."""
+    folder = Path(folder)
+    if any(folder.glob("episodes.rank*.jsonl")):  # only a distributed training run writes these
+        return False
+    path = folder / RECORDS
+    if not path.is_file():
+        return True
+    with path.open(encoding="utf-8", errors="replace") as f:
+        for line in f:
+            try:
+                row = json.loads(line)
+            except (ValueError, RecursionError):
+                continue
+            if isinstance(row, dict) and (row.get("type") != "episode"
+                                          or row.get("step") is not None):
+                return False
+    return True
+
+
 def record_step(trainer: Any, groups: Sequence[Sequence[Trajectory]],
                 branches: Sequence[Any]) -> None:
     """`GRPOConfig.save_trajectories`: a training step's groups and its AXPO branches (source,

@@ -18,7 +18,10 @@ seed for every request would make the k samples of an item identical on vLLM).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
+import sys
+import typing
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -31,7 +34,7 @@ from agents.loading import VLLM, is_server, is_tiny, load_policy
 from axpo_env.config_fields import check, config_field, documented
 from axpo_env.errors import ModelLoadError
 from axpo_env.tasks import SCORING_MODES, load_task_class
-from evaluation.report import Report, summarize, write_report
+from evaluation.report import Report, report_files, summarize, write_report
 from evaluation.results import EvalError, ResultsFile, check_settings
 
 __all__ = ["EvalConfig", "EvalError", "make_policy", "resolve_envs", "run_eval"]
@@ -109,7 +112,10 @@ class EvalConfig:
         "runs/eval", "Where results.jsonl, summary.md/.csv/.json and plots/ go.", "logging")
     resume: bool = config_field(
         True, "Reuse the finished episodes in output_dir/results.jsonl (refused if they were run "
-        "with other settings); --no-resume starts over and discards them.", "logging")
+        "with other settings); --no-resume starts over: it deletes the files an earlier axpo "
+        "eval wrote there (results.jsonl, summary.md/.csv/.json, its charts in plots/, "
+        "trajectories/episodes.jsonl) and nothing else; saved images stay, and a trajectories "
+        "folder holding a training run's records is refused.", "logging")
     retry_errors: bool = config_field(
         False, "On resume, run again the episodes that ended in an error (a server outage, a "
         "corrupt image) instead of keeping them as wrong answers.", "logging")
@@ -118,6 +124,8 @@ class EvalConfig:
         "for `axpo view` (images once each, by content hash; README gives the cost).", "logging")
 
     def __post_init__(self) -> None:
+        for name in _list_fields():
+            setattr(self, name, _str_list(name, getattr(self, name)))
         check(bool(self.model), "model is required: a checkpoint path, a hub name, an "
                "OpenAI-compatible URL (http://host:port/v1) or 'tiny'")
         check(bool(self.envs), "envs must name at least one env (or 'paper', 'all')")
@@ -137,6 +145,25 @@ class EvalConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+@functools.cache
+def _list_fields() -> tuple[str, ...]:
+    """The fields typed `list[str]` (or `list[str] | None`)."""
+    hints = typing.get_type_hints(EvalConfig)
+    return tuple(f.name for f in dataclasses.fields(EvalConfig)
+                 if list[str] in (hints[f.name], *typing.get_args(hints[f.name])))
+
+
+def _str_list(name: str, value: Any) -> list[str] | None:
+    """`value` as a list of strings: one string is a one-element list (iterated, `split="test"`
+    was the splits 't', 'e', 's', 't'); anything but strings is a ValueError naming the field."""
+    if value is None or isinstance(value, str):
+        return value if value is None else [value]
+    items = list(value) if isinstance(value, (list, tuple)) else None
+    check(items is not None and all(isinstance(v, str) for v in items),
+          f"{name} must be a string or a list of strings, got {value!r}")
+    return items
 
 
 # ------------------------------------------------------------------------------- inputs
@@ -302,6 +329,8 @@ def run_eval(config: EvalConfig, policy: Any = None, progress: bool = True) -> R
     splits = _pairs(config.split, envs, "--split", bare_for_all=True)
     dirs = _pairs(config.data_dir, envs, "--data-dir", bare_for_all=False)
     benches = [_load_bench(e, config, splits.get(e), dirs.get(e)) for e in envs]
+    if not config.resume:
+        _start_over(Path(config.output_dir))
     file = ResultsFile(Path(config.output_dir) / RESULTS, config.resume)
     try:
         for b in benches:
@@ -321,6 +350,26 @@ def run_eval(config: EvalConfig, policy: Any = None, progress: bool = True) -> R
     report.scoring = {b.env_id: b.settings["scoring"] for b in benches}
     write_report(report, Path(config.output_dir), config.to_dict())
     return report
+
+
+def _start_over(out: Path) -> None:
+    """--no-resume: delete what an earlier `axpo eval` wrote in `out` (results, summaries,
+    charts, trajectory records), so neither the new summary nor `axpo view` shows a stale
+    episode or chart. Only files the eval writes go: trajectory records that a training run
+    wrote there are refused, not deleted; saved images (shared, named by content) stay."""
+    from axpo_view.record import FOLDER, RECORDS, only_eval_records
+
+    if not only_eval_records(out / FOLDER):
+        raise EvalError(f"{out / FOLDER} holds records axpo eval does not write (a training "
+                        "run's trajectories); --no-resume would delete them. Use another "
+                        "--output-dir.")
+    old = [p for p in (out / RESULTS, out / FOLDER / RECORDS) if p.is_file()]
+    old += report_files(out)
+    for p in old:
+        p.unlink()
+    if old:
+        print(f"axpo eval: --no-resume: starting over; deleted the last run's "
+              f"{', '.join(str(p.relative_to(out)) for p in old)} in {out}", file=sys.stderr)
 
 
 def _pending(b: _Bench, config: EvalConfig, file: ResultsFile) -> set[int]:

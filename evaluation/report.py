@@ -31,6 +31,9 @@ from evaluation.metrics import pass_at_k, thinking_acting_gap
 
 AVERAGE = "average"
 COUNTS = ("tasks", "episodes", "truncated", "errors")
+SUMMARIES = ("summary.md", "summary.csv", "summary.json")
+_PLOTTED = ("tool_use_rate", "tool_error_rate", "mean_turns", "all_wrong_tool_share",
+            "all_wrong_no_tool_share")  # and pass@1, pass@k
 
 
 @dataclass
@@ -65,8 +68,7 @@ class Report:
     def rate_keys(self) -> list[str]:
         """The metrics that are shares in [0, 1] or means: one plot each."""
         keys = ["pass@1", self.pass_k] if self.k > 1 else ["pass@1"]
-        return keys + ["tool_use_rate", "tool_error_rate", "mean_turns", "all_wrong_tool_share",
-                       "all_wrong_no_tool_share"]
+        return keys + list(_PLOTTED)
 
     def rows(self) -> list[dict[str, Any]]:
         """One flat record per benchmark, then the average: the CSV and JSON rows."""
@@ -162,8 +164,7 @@ def fmt(key: str, value: Any) -> str:
 def write_report(report: Report, output_dir: Path, config: Mapping[str, Any]) -> dict[str, Path]:
     """summary.md, summary.csv, summary.json and one bar chart per metric under plots/."""
     output_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"md": output_dir / "summary.md", "csv": output_dir / "summary.csv",
-             "json": output_dir / "summary.json"}
+    paths = {name.rpartition(".")[2]: output_dir / name for name in SUMMARIES}
     paths["md"].write_text(markdown(report) + "\n", encoding="utf-8")
     rows = report.rows()
     with paths["csv"].open("w", newline="", encoding="utf-8") as f:
@@ -202,10 +203,24 @@ def plot_metric(report: Report, key: str, folder: Path) -> Path:
     ax.set_title(key)
     fig.tight_layout()
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / (key.replace("@", "_at_") + ".png")
+    path = folder / _plot_name(key)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def _plot_name(key: str) -> str:
+    return key.replace("@", "_at_") + ".png"
+
+
+def report_files(output_dir: Path) -> list[Path]:
+    """The files `write_report` writes that exist in `output_dir` (the summaries and every
+    chart, pass@k of any k): what `--no-resume` removes so no stale one outlives its run."""
+    plots = output_dir / "plots"
+    found = [output_dir / name for name in SUMMARIES]
+    found += [plots / _plot_name(key) for key in ("pass@1", *_PLOTTED)]
+    found += [p for p in sorted(plots.glob("pass_at_*.png")) if p.stem[8:].isdigit()]
+    return [p for p in dict.fromkeys(found) if p.is_file()]
 
 
 def _mean(values: Sequence[float]) -> float:

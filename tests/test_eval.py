@@ -264,6 +264,45 @@ def test_resume_drops_a_torn_last_line_and_refuses_other_settings(tmp_path):
     assert sum(fresh.seen.values()) == 4
 
 
+def test_no_resume_deletes_what_the_last_run_wrote_so_view_and_summary_agree(tmp_path,
+                                                                              capsys):
+    from axpo_view import load
+
+    out = tmp_path / "out"
+    run_eval(config(tmp_path, save_trajectories=True), Scripted(arith_script()), progress=False)
+    assert len(load(out).episodes) == 16 and (out / "plots" / "pass_at_4.png").is_file()
+    images = sorted((out / "trajectories" / "images").iterdir())
+
+    report = run_eval(config(tmp_path, samples=1, resume=False, save_trajectories=True),
+                      Scripted(arith_script()), progress=False)
+    assert report.benchmarks[ARITH]["episodes"] == 4
+    run = load(out)
+    assert len(run.episodes) == 4 and run.summary["benchmarks"][ARITH]["episodes"] == 4
+    assert not (out / "plots" / "pass_at_4.png").exists()  # the stale chart is gone too
+    assert "deleted the last run's results.jsonl" in capsys.readouterr().err
+    assert sorted((out / "trajectories" / "images").iterdir()) == images  # shared: kept
+
+    # without --save-trajectories the old trajectories must not stand in for the new episodes
+    run_eval(config(tmp_path, samples=2, resume=False), Scripted(arith_script()),
+             progress=False)
+    run = load(out)
+    assert len(run.episodes) == 8 and all(e.get("from_results") for e in run.episodes)
+
+
+def test_no_resume_refuses_to_delete_a_training_runs_trajectories(tmp_path):
+    cfg = config(tmp_path, samples=1)
+    run_eval(cfg, Scripted(arith_script()), progress=False)
+    folder = tmp_path / "out" / "trajectories"
+    folder.mkdir()
+    training = json.dumps({"type": "episode", "id": "step1/g0/r0", "step": 1}) + "\n"
+    (folder / "episodes.jsonl").write_text(training)
+    with pytest.raises(EvalError, match="a training run's trajectories"):
+        run_eval(config(tmp_path, samples=1, resume=False), Scripted(arith_script()),
+                 progress=False)
+    assert (folder / "episodes.jsonl").read_text() == training  # nothing was deleted
+    assert (tmp_path / "out" / "results.jsonl").is_file()
+
+
 # ------------------------------------------------------------------------- bad input
 
 
@@ -346,6 +385,22 @@ def test_the_cli_reads_eval_flags_and_requires_a_model():
     with pytest.raises(SystemExit) as e:
         parse(["eval", "--envs", VISTA])
     assert e.value.code == 2
+
+
+@pytest.mark.parametrize("name", ["envs", "split", "data_dir", "tools"])
+def test_a_string_for_a_list_field_is_a_one_element_list(name):
+    assert getattr(EvalConfig(model="m", **{name: "test"}), name) == ["test"]  # not t, e, s, t
+    assert getattr(EvalConfig(model="m", **{name: ("a", "b")}), name) == ["a", "b"]
+    with pytest.raises(ValueError, match=f"{name} must be a string or a list of strings"):
+        EvalConfig(model="m", **{name: ["a", 3]})
+
+
+def test_split_given_as_one_string_evaluates_that_split(tmp_path):
+    run_eval(config(tmp_path, split="test", samples=1, limit=1), Scripted(arith_script(1)),
+             progress=False)
+    rows = [json.loads(line) for line in open(tmp_path / "out" / "results.jsonl")]
+    assert rows[0]["config"]["split"] == "test"
+    assert rows[1]["task_id"].startswith("test-")
 
 
 def test_a_model_path_that_does_not_exist_is_a_clear_error(tmp_path, capsys):

@@ -136,6 +136,34 @@ def test_report_filters_and_missing_image_placeholder(eval_run, tmp_path):
     assert f"<option value='{VISTA}'>" in page  # benchmarks to pick from
 
 
+class Garbled:
+    """A policy whose first turn is neither call nor answer, with terminal escapes, NUL and BEL
+    in it; its second a call that is not JSON; its third an answer."""
+
+    TEXT = "colour \x1b[31mred\x1b[0m, nul \x00, bell \x07, tab\tand\nnewline"
+
+    def generate(self, conversations, n=1, sampling=None):
+        turns = [self.TEXT, "<tool_call>{not json \x1b}</tool_call>", render_answer("1")]
+        return [[Completion(turns[sum(m["role"] == "assistant" for m in c["messages"])])] * n
+                for c in conversations]
+
+
+def test_a_format_error_is_shown_once_and_control_characters_visibly(tmp_path):
+    out = tmp_path / "eval"
+    cfg = EvalConfig(model="scripted", envs=[VISTA], samples=1, limit=1, max_turns=4,
+                     output_dir=str(out), save_trajectories=True)
+    run_eval(cfg, Garbled(), progress=False)
+    page = write_report(out).read_text(encoding="utf-8")
+    body = Parsed(page).body
+    # the env sends the error back as the next message; the page shows it once, as the error
+    assert body.count("No tool call or final answer found") == 1
+    assert body.count("The tool call is not valid JSON") == 1
+    for c in ("\x1b", "\x00", "\x07"):  # never raw in the page, always shown
+        assert c not in page
+    assert "colour \u241b[31mred\u241b[0m, nul \u2400, bell \u2407, tab\tand\nnewline" in body
+    assert "&lt;tool_call&gt;{not json \u241b}" in page  # the call that could not be read
+
+
 def test_view_errors_are_one_line_not_tracebacks(tmp_path, capsys):
     assert main(["view", str(tmp_path / "nope")]) == 2
     assert "no such file or directory" in capsys.readouterr().err
