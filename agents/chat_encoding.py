@@ -62,8 +62,6 @@ class ChatEncoder:
     def messages(self, messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Plain-dict copies ready for the template: images loaded (VL) or described (text),
         content one string for text-only models, special tokens in non-assistant text escaped."""
-        from agents.loading import normalize_message
-
         out = []
         for m in messages:
             msg = normalize_message(m, keep_images=self.is_vision)
@@ -182,3 +180,55 @@ def images_of(msgs: Sequence[Mapping[str, Any]]) -> list[Any]:
     """The image objects of normalized messages, in order."""
     return [p["image"] for m in msgs if isinstance(m.get("content"), list)
             for p in m["content"] if isinstance(p, Mapping) and p.get("type") == "image"]
+
+
+def encode(
+    processor_or_tokenizer: Any,
+    messages: Sequence[Mapping[str, Any]] | Mapping[str, Any],
+    tools: Sequence[Mapping[str, Any]] | None = None,
+    add_generation_prompt: bool = True,
+) -> dict[str, torch.Tensor]:
+    """Model inputs (batch of one) for a conversation, through the chat template.
+
+    `messages` may also be an env observation ({"messages", "tools"}). With a processor that has
+    an image processor (real Qwen3-VL or ours) the result has input_ids, attention_mask and, when
+    there are images, pixel_values, image_grid_thw and mm_token_type_ids (1 on image pads); each
+    `<|image_pad|>` is expanded to grid_thw.prod() // merge_size**2 copies. With a bare tokenizer
+    (text-only model) image parts become a short note and content one string. Special-token
+    strings inside system, user and tool text stay plain text (see `agents.chat_encoding`).
+    """
+    if isinstance(messages, Mapping):
+        tools = tools if tools is not None else (messages.get("tools") or None)
+        messages = messages["messages"]
+    return ChatEncoder(processor_or_tokenizer).encode_messages(messages, tools,
+                                                               add_generation_prompt)
+
+
+def normalize_message(message: Mapping[str, Any], keep_images: bool) -> dict[str, Any]:
+    """A plain-dict copy of a message; image parts become {"type": "image", "image": PIL}
+    (an "image"/"url"/"path" that is not a PIL image goes through transformers' load_image)."""
+    from PIL import Image
+    from transformers.image_utils import load_image
+
+    def image_of(part: Mapping[str, Any]) -> Image.Image:
+        img = part.get("image", part.get("url", part.get("path")))
+        return img if isinstance(img, Image.Image) else load_image(img)
+
+    out = dict(message)
+    content = message.get("content")
+    if content is None:
+        out["content"] = ""
+    elif not isinstance(content, str):
+        parts = []
+        for p in content:
+            if not (p.get("type") == "image" or "image" in p):
+                parts.append(dict(p))
+            elif keep_images:
+                parts.append({"type": "image", "image": image_of(p)})
+            else:  # a text-only model is told an image was there, not shown it
+                img = p.get("image")
+                size = f" {img.width}x{img.height}" if isinstance(img, Image.Image) else ""
+                parts.append({"type": "text", "text": f"[image{size}: not shown, this model "
+                                                      "reads text only]"})
+        out["content"] = parts
+    return out

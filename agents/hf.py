@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from agents import loading
+from agents import pretrained
 from agents.chat_policy import ChatTokenPolicy, eos_ids
 from agents.policy import Completion, SamplingParams
 from agents.tokens import TokenPrompt
@@ -106,14 +106,17 @@ class HFPolicy(ChatTokenPolicy):
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, *, dtype: Any = None,
                         device: str | None = None, max_context: int | None = None,
-                        render_tools: bool = True,
+                        render_tools: bool | None = None,
                         **kwargs: Any) -> HFPolicy:
         """Load any checkpoint dir or hub name: VL models with their processor, text models
-        with their tokenizer."""
-        model = loading.load_model(name_or_path, dtype=dtype or torch.float32, **kwargs)
+        with their tokenizer. `render_tools` None: as the checkpoint records
+        (`agents.pretrained.PROMPT_FILE`), else True."""
+        if render_tools is None:
+            render_tools = pretrained.recorded_render_tools(name_or_path)
+        model = pretrained.load_model(name_or_path, dtype=dtype or torch.float32, **kwargs)
         if device:
             model = model.to(device)
-        return cls(model, loading.load_processor(name_or_path), max_context=max_context,
+        return cls(model, pretrained.load_processor(name_or_path), max_context=max_context,
                    render_tools=render_tools)
 
     @property

@@ -3,7 +3,7 @@
 Tests and examples need a real `from_pretrained` checkpoint without downloads: `build` trains a
 byte-level BPE tokenizer on an embedded corpus in well under a second, gives it a chat template
 with the structure of Qwen3-VL-Thinking's, builds a seeded 1-5M-parameter model from a config and
-saves everything with `save_pretrained`, so every consumer goes through `agents.loading`, the
+saves everything with `save_pretrained`, so every consumer goes through `agents.pretrained`, the
 real `from_pretrained` path.
 """
 

@@ -4,7 +4,7 @@ This project installs torch's CPU build, beside which pip's torchvision wheels d
 torchvision is usually absent. transformers' Qwen3-VL processor then fails in two places: its
 video-processor class check wants the torchvision-only class, and `image_processing_qwen2_vl`
 (which vLLM's Qwen3-VL module imports) imports torchvision at its top. `processor_class` relaxes
-the first for `agents.loading`; `install` fixes both for vLLM, whose engine also runs in
+the first for `agents.pretrained`; `install` fixes both for vLLM, whose engine also runs in
 processes it starts itself (the model registry's inspection, the engine core): those get it
 through `child_env`, which puts `_site/sitecustomize.py` (a call of `install`) on PYTHONPATH.
 

@@ -34,7 +34,8 @@ class VLLMPolicy(ChatTokenPolicy):
 
     Args:
         engine: the engine; its model must be the one `processor` belongs to.
-        processor: the model's processor (VL) or tokenizer (text), as `agents.load_processor`.
+        processor: the model's processor (VL) or tokenizer (text), as
+            `agents.pretrained.load_processor` loads it.
         generation_config: the model's (for its EOS ids); None: the tokenizer's EOS only.
         render_tools: as `HFPolicy`.
     """
@@ -48,22 +49,25 @@ class VLLMPolicy(ChatTokenPolicy):
 
     @classmethod
     def from_pretrained(cls, path: str | Path, settings: EngineSettings | None = None,
-                        render_tools: bool = True) -> VLLMPolicy:
-        """An engine in this process on the checkpoint dir (or hub name) `path`."""
-        from agents.loading import load_generation_config, load_processor
+                        render_tools: bool | None = None) -> VLLMPolicy:
+        """An engine in this process on the checkpoint dir (or hub name) `path`;
+        `render_tools` None: as the checkpoint records, as `HFPolicy.from_pretrained`."""
+        from agents.pretrained import load_generation_config, load_processor, recorded_render_tools
 
         engine = LocalEngine(path, settings or EngineSettings())
-        return cls(engine, load_processor(path), load_generation_config(path), render_tools)
+        tools = recorded_render_tools(path) if render_tools is None else render_tools
+        return cls(engine, load_processor(path), load_generation_config(path), tools)
 
     @classmethod
     def from_server(cls, base_url: str, path: str | Path, timeout_s: float = 600.0,
-                    render_tools: bool = True) -> VLLMPolicy:
+                    render_tools: bool | None = None) -> VLLMPolicy:
         """A running `python -m agents.vllm_server` at `base_url`; `path` is the same model's
-        checkpoint (for its processor and EOS ids)."""
-        from agents.loading import load_generation_config, load_processor
+        checkpoint (for its processor, EOS ids and recorded prompt settings)."""
+        from agents.pretrained import load_generation_config, load_processor, recorded_render_tools
 
         engine = RemoteEngine(base_url, timeout_s)
-        return cls(engine, load_processor(path), load_generation_config(path), render_tools)
+        tools = recorded_render_tools(path) if render_tools is None else render_tools
+        return cls(engine, load_processor(path), load_generation_config(path), tools)
 
     # ------------------------------------------------------------------------------ sampling
 

@@ -106,6 +106,11 @@ class GRPOConfig(_Config):
     task_ids: list[str] | None = _field(
         None, "Train on these task ids only, comma-separated. None: all tasks of the split.",
         "model")
+    render_tools: bool | None = _field(
+        None, "Put the env's tool schemas in the prompt (the chat template's tools=). None: as "
+        "the checkpoint records it (axpo sft records whether its demos had them, axpo train "
+        "what it trained with; a model from elsewhere: yes), so a model meets the prompt it was "
+        "trained on.", "model")
     max_turns: int = _field(
         4, "Agent turns per episode; each is one tool call or the final answer, so 4 allows up "
         "to 3 tool calls. Running out of turns truncates the episode with reward 0. Rollout cost "
@@ -246,8 +251,15 @@ class GRPOConfig(_Config):
     save_steps: int = _field(
         50, "Save a checkpoint every this many steps (and at the end); resume restarts from the "
         "latest. TRL's 500 would lose most of a 200-step run on a crash.", "logging")
+    save_total_limit: int | None = _field(
+        None, "Keep only the newest this many checkpoints in output_dir, deleting older ones "
+        "after each save. None keeps all, as in TRL.", "logging")
     resume: bool = _field(
         False, "Continue from the latest checkpoint in output_dir instead of starting over.",
+        "logging")
+    resume_from_checkpoint: str | None = _field(
+        None, "Continue from this checkpoint folder (a checkpoint-N of this or another run's "
+        "output_dir) instead of the latest in output_dir; implies resume. TRL's name.",
         "logging")
     save_trajectories: bool = _field(
         False, "Save every step's rollouts and AXPO branches to output_dir/trajectories/ for "
@@ -310,6 +322,8 @@ class GRPOConfig(_Config):
         _check(self.beta >= 0, f"beta must be >= 0, got {self.beta}")
         _check(self.logging_steps >= 1, f"logging_steps must be >= 1, got {self.logging_steps}")
         _check(self.save_steps >= 1, f"save_steps must be >= 1, got {self.save_steps}")
+        _check(self.save_total_limit is None or self.save_total_limit >= 1,
+               f"save_total_limit must be None or >= 1, got {self.save_total_limit}")
 
     @property
     def clip_range(self) -> tuple[float, float]:

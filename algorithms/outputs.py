@@ -24,6 +24,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 import torch
+from stable_baselines3.common.logger import KVWriter
+from tqdm.auto import tqdm
 
 CHECKPOINT_PREFIX = "checkpoint-"
 RL_PLOT_KEYS = ("reward", "accuracy", "tool_use_rate", "all_wrong_tool_subgroup_share",
@@ -43,10 +45,11 @@ class CheckpointRefused(CheckpointError):
 
 
 def write_checkpoint(accelerator: Any, output_dir: Path, step: int,
-                     write: Callable[[Path], None]) -> Path:
+                     write: Callable[[Path], None], keep: int | None = None) -> Path:
     """`checkpoint-<step>` under `output_dir`, filled by `write(folder)` in a temp dir that is
-    renamed into place, so an interrupted save never leaves a half checkpoint. Only the main
-    process writes; every process waits for the others first."""
+    renamed into place, so an interrupted save never leaves a half checkpoint; then only the
+    newest `keep` checkpoints stay (None: all). Only the main process writes; every process
+    waits for the others first."""
     accelerator.wait_for_everyone()
     final = Path(output_dir) / f"{CHECKPOINT_PREFIX}{step}"
     if not accelerator.is_main_process:
@@ -58,6 +61,8 @@ def write_checkpoint(accelerator: Any, output_dir: Path, step: int,
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
+    for old in checkpoints(final.parent)[keep:] if keep else []:
+        shutil.rmtree(old, ignore_errors=True)
     return final
 
 
@@ -101,6 +106,17 @@ def read_latest(output_dir: Path, read: Callable[[Path], T]) -> tuple[Path, T] |
         raise CheckpointError(f"no checkpoint in {output_dir} can be loaded ({'; '.join(failures)})"
                               ". Remove the damaged ones or start over with resume off.")
     return None
+
+
+def read_one(path: Path, read: Callable[[Path], T]) -> tuple[Path, T]:
+    """`read(path)` of the one checkpoint asked for; a damaged one is a `CheckpointError`."""
+    try:
+        return path, read(path)
+    except CheckpointRefused:
+        raise
+    except Exception as e:
+        raise CheckpointError(f"cannot load {path} ({type(e).__name__}: {str(e)[:300]})"
+                              ) from None
 
 
 def read_weights(folder: Path, model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -158,12 +174,13 @@ def make_logger(output_dir: Path, report_to: Sequence[str], main: bool,
     ones, which the steps it runs again will write."""
     from stable_baselines3.common.logger import CSVOutputFormat, JSONOutputFormat, configure
 
-    formats = {"jsonl": "json", "json": "json", "csv": "csv", "tensorboard": "tensorboard",
-               "stdout": "stdout"}
+    formats = {"jsonl": "json", "json": "json", "csv": "csv", "tensorboard": "tensorboard"}
     chosen = [formats[f] for f in report_to if f in formats] if main else []
     kept = {name: _rows_until(output_dir / name, resumed_step)
             for name in ("progress.json", "progress.csv")} if resumed_step else {}
     logger = configure(str(output_dir), chosen)
+    if main and "stdout" in report_to:
+        logger.output_formats.append(_OneLine())
     for fmt in logger.output_formats:
         if isinstance(fmt, JSONOutputFormat) and kept.get("progress.json"):
             fmt.file.writelines(kept["progress.json"])
@@ -175,6 +192,24 @@ def make_logger(output_dir: Path, report_to: Sequence[str], main: bool,
             continue
         fmt.file.flush()
     return logger
+
+
+STDOUT_KEYS = {"reward": "reward", "accuracy": "acc", "tool_use_rate": "tool_use",
+               "all_wrong_tool_subgroup_share": "all_wrong_tool", "axpo/resamples": "resamples",
+               "axpo/recovery_rate": "recovered", "loss": "loss", "step_time": "s"}
+
+
+class _OneLine(KVWriter):
+    """The `stdout` reporter: one line a step with the numbers one watches (the files and
+    TensorBoard keep them all), instead of stable-baselines3's table of every metric."""
+
+    def write(self, key_values: dict[str, Any], key_excluded: Any, step: int = 0) -> None:
+        shown = [f"{short} {float(key_values[k]):.4g}" for k, short in STDOUT_KEYS.items()
+                 if k in key_values]
+        tqdm.write(f"step {step} | " + " | ".join(shown))
+
+    def close(self) -> None:
+        pass
 
 
 def _rows_until(path: Path, step: int) -> list[str]:

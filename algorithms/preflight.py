@@ -58,9 +58,15 @@ def check_env(config: GRPOConfig) -> tuple[gym.Env, list[str]]:
 def check_resume(algorithm: str, config: GRPOConfig) -> Path | None:
     """The checkpoint a `resume` run continues from (None: no checkpoint, a fresh start),
     after checking that it was written by a run of the same algorithm and settings."""
-    if not config.resume:
+    if config.resume_from_checkpoint:
+        found = [Path(config.resume_from_checkpoint)]
+        if not (found[0] / "trainer.json").is_file():
+            raise RunError(f"--resume-from-checkpoint {found[0]}: not a checkpoint folder (no "
+                           "trainer.json); give a checkpoint-N folder of a run")
+    elif not config.resume:
         return None
-    found = checkpoints(Path(config.output_dir))
+    else:
+        found = checkpoints(Path(config.output_dir))
     if not found:
         return None
     try:

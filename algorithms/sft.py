@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from agents.chat_encoding import ChatEncoder
 from agents.hf import HFPolicy
 from agents.loading import load_policy
+from agents.pretrained import save_prompt_settings
 from algorithms.config import SFTConfig
 from algorithms.outputs import (
     make_logger,
@@ -322,7 +323,8 @@ def train_sft(config: SFTConfig, policy: HFPolicy | str | Path | None = None) ->
             logger.dump(step)
             losses = []
         if step % cfg.save_steps == 0 or step == total:
-            saved = _save(accelerator, model, policy.processor, out_dir, step, cfg, history)
+            saved = _save(accelerator, model, policy.processor, out_dir, step, cfg, history,
+                          render_tools=any(e.get("tools") for e in examples))
     logger.close()
     policy.model.eval()
     if main:
@@ -346,12 +348,15 @@ def _micro_batch(tokenized: Callable[[int], dict[str, torch.Tensor]], examples: 
 
 
 def _save(accelerator: Any, model: Any, processor: Any, out_dir: Path, step: int,
-          cfg: SFTConfig, history: list[dict[str, float]]) -> Path:
-    """Model, processor and trainer.json, written atomically like the RL trainer's."""
+          cfg: SFTConfig, history: list[dict[str, float]], render_tools: bool) -> Path:
+    """Model, processor, the prompt settings (`render_tools`: whether the demos' prompts carried
+    tool schemas, so RL and eval render them alike) and trainer.json, written atomically like
+    the RL trainer's."""
 
     def write(folder: Path) -> None:
         accelerator.unwrap_model(model).save_pretrained(folder)
         processor.save_pretrained(folder)
+        save_prompt_settings(folder, render_tools)
         (folder / "trainer.json").write_text(json.dumps(
             {"step": step, "algorithm": "sft", "config": cfg.to_dict(), "history": history},
             indent=1))

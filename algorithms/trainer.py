@@ -31,6 +31,7 @@ import axpo_env  # noqa: F401  (registers the envs)
 from agents.hf import HFPolicy, TokenPrompt, warp
 from agents.loading import load_policy
 from agents.policy import SamplingParams
+from agents.pretrained import save_prompt_settings
 from agents.rollout import EnvPool, rollout
 from algorithms import axpo, preflight, rollout_engine
 from algorithms.checkpoint_state import apply_trainer_state, read_trainer_state, save_trainer_state
@@ -42,6 +43,7 @@ from algorithms.outputs import (
     make_logger,
     plot_history,
     read_latest,
+    read_one,
     read_weights,
     seed_everything,
     write_checkpoint,
@@ -78,7 +80,10 @@ class Trainer:
         resume_from = preflight.check_resume(algorithm, cfg)
         seed_everything(cfg.seed)
         if not isinstance(policy, HFPolicy):
-            policy = load_policy(policy or cfg.model, token_level=True)
+            policy = load_policy(policy or cfg.model, token_level=True,
+                                 render_tools=cfg.render_tools)
+        elif cfg.render_tools is not None:
+            policy.render_tools = cfg.render_tools
         self.policy = policy
 
         from accelerate import Accelerator
@@ -112,7 +117,8 @@ class Trainer:
         self.output_dir = Path(cfg.output_dir)
         if resume_from is not None:  # the newest checkpoint that loads whole; damaged weights
             # are warned about and skipped, a refused trainer state raises (checkpoint_state)
-            found = read_latest(self.output_dir, self._read_checkpoint)
+            found = read_one(resume_from, self._read_checkpoint) if cfg.resume_from_checkpoint \
+                else read_latest(self.output_dir, self._read_checkpoint)
             if found is not None:
                 self._apply_checkpoint(found[1])
                 if self.accelerator.is_main_process:
@@ -364,12 +370,14 @@ class Trainer:
         def write(folder: Path) -> None:
             self.policy.model.save_pretrained(folder)
             self.policy.processor.save_pretrained(folder)
+            save_prompt_settings(folder, self.policy.render_tools)
             save_trainer_state(folder, self.optimizer, self.scheduler, self.rng)
             (folder / "trainer.json").write_text(json.dumps(
                 {"step": self.step, "algorithm": self.algorithm,
                  "config": self.config.to_dict(), "history": self.history}, indent=1))
 
-        return write_checkpoint(self.accelerator, self.output_dir, self.step, write)
+        return write_checkpoint(self.accelerator, self.output_dir, self.step, write,
+                                keep=self.config.save_total_limit)
 
     def load_checkpoint(self, path: Path | None) -> None:
         """Continue from a checkpoint written by `save_checkpoint` (None: start fresh). It loads

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 import axpo_env  # noqa: F401  (registers the envs)
-from agents import loading, tiny
+from agents import pretrained, tiny
 from agents.hf import HFPolicy
 from agents.rollout import branch, rollout
 from algorithms.config import AXPOConfig, GRPOConfig
@@ -87,7 +87,7 @@ def build_policy(shape: str, device: str, dtype: torch.dtype) -> HFPolicy:
     with torch.device(device):
         model = Qwen3VLForConditionalGeneration._from_config(config, dtype=dtype)
     model.generation_config = GenerationConfig.from_pretrained(path)
-    return HFPolicy(model.eval(), loading.load_processor(path))
+    return HFPolicy(model.eval(), pretrained.load_processor(path))
 
 
 def forced(trainer: Trainer, tokens: int) -> None:

@@ -52,6 +52,10 @@ class EvalConfig:
         "OpenAI-compatible server URL such as http://localhost:8000/v1 (OpenAIPolicy), "
         "'vllm:PATH' (the checkpoint on an in-process vLLM engine: VLLMPolicy), or 'tiny' "
         "for the embedded tiny model (smoke tests only). Required.", "model")
+    render_tools: bool | None = config_field(
+        None, "Put the env's tool schemas in the prompt. None: as the checkpoint records it "
+        "(axpo sft/train write it beside the weights; a model from elsewhere: yes), so the model "
+        "is evaluated on the prompt it was trained on. Local and vLLM models only.", "model")
     envs: list[str] = config_field(
         ["paper"], "Benchmark env ids, comma-separated; 'paper' means the AXPO paper's nine "
         "benchmarks in its order (MathVision, DynaMath, Math-VR; V*, VisualProbe, HR-Bench 4K/8K; "
@@ -225,6 +229,7 @@ def make_policy(config: EvalConfig) -> Any:
     'tiny'; OpenAIPolicy for an http(s) URL); one that loads nothing is an `EvalError`."""
     try:
         return load_policy(config.model, device=config.device or "auto", dtype=config.dtype,
+                           render_tools=config.render_tools,
                            api_key=config.api_key, served_model_name=config.served_model_name,
                            timeout_s=config.request_timeout, max_workers=config.batch_size)
     except ModelLoadError as e:

@@ -10,8 +10,8 @@ import torch
 from agents import tiny
 from agents.actions import find_action
 from agents.hf import HFPolicy, TokenPrompt
-from agents.loading import load_processor
 from agents.policy import Completion, SamplingParams
+from agents.pretrained import load_processor
 from agents.rollout import Trajectory, Turn, rollout
 from algorithms import axpo
 from algorithms.config import AXPOConfig

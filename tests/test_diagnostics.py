@@ -7,8 +7,8 @@ import pytest
 from agents import tiny
 from agents.actions import find_action
 from agents.hf import TokenPrompt
-from agents.loading import load_processor
 from agents.policy import Completion
+from agents.pretrained import load_processor
 from agents.rollout import Trajectory, Turn
 from algorithms.diagnostics import cluster_calls, tool_call_diversity
 from axpo_env import render_tool_call

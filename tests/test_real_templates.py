@@ -12,8 +12,8 @@ import torch
 
 import axpo_env  # noqa: F401
 from agents import tiny
+from agents.chat_encoding import normalize_message
 from agents.hf import HFPolicy
-from agents.loading import normalize_message
 from agents.policy import Completion, SamplingParams
 from agents.rollout import rollout
 from algorithms.sft import IGNORE, tokenize_example

@@ -14,8 +14,8 @@ from PIL import Image
 
 from agents import tiny
 from agents.hf import HFPolicy
-from agents.loading import load_processor
 from agents.policy import SamplingParams
+from agents.pretrained import load_processor
 from algorithms.config import SFTConfig
 from algorithms.outputs import latest_checkpoint
 from algorithms.sft import IGNORE, _collate, load_sft_dataset, tokenize_example, train_sft

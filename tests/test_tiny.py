@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from agents import loading, tiny
+from agents import chat_encoding, pretrained, tiny
 
 TOOLS = [{"type": "function", "function": {
     "name": "crop", "description": "Crop a region.",
@@ -41,7 +41,7 @@ def _conversation() -> list[dict]:
 @pytest.fixture(scope="module")
 def vl():
     path = tiny.cached("vl")
-    return loading.load_model(path, local_files_only=True), loading.load_processor(
+    return pretrained.load_model(path, local_files_only=True), pretrained.load_processor(
         path, local_files_only=True)
 
 
@@ -82,18 +82,18 @@ def test_build_reloads_through_from_pretrained(tmp_path):
     assert cfg.vision_config.out_hidden_size == cfg.text_config.hidden_size
     assert max(cfg.vision_config.deepstack_visual_indexes) < cfg.vision_config.depth
 
-    processor = loading.load_processor(vl_dir, local_files_only=True)
+    processor = pretrained.load_processor(vl_dir, local_files_only=True)
     assert isinstance(processor, Qwen3VLProcessor)
     assert processor.chat_template == tiny.CHAT_TEMPLATE
     assert processor.image_processor.merge_size == 2
     assert processor.image_token_id == cfg.image_token_id
-    text_tok = loading.load_processor(text_dir, local_files_only=True)  # no processor: tokenizer
+    text_tok = pretrained.load_processor(text_dir, local_files_only=True)  # no processor: tokenizer
     assert not hasattr(text_tok, "image_processor") and len(text_tok) == len(tok)
-    assert isinstance(loading.load_model(text_dir), Qwen3ForCausalLM)
+    assert isinstance(pretrained.load_model(text_dir), Qwen3ForCausalLM)
 
 
 def test_special_and_added_tokens_are_single_tokens():
-    tok = loading.load_processor(tiny.cached("text"), local_files_only=True)
+    tok = pretrained.load_processor(tiny.cached("text"), local_files_only=True)
     for t in tiny.SPECIAL_TOKENS + tiny.ADDED_TOKENS:
         ids = tok.encode(t, add_special_tokens=False)
         assert len(ids) == 1 and tok.convert_ids_to_tokens(ids[0]) == t, t
@@ -131,7 +131,7 @@ def test_chat_template_has_qwen3_vl_thinking_structure(vl):
 
 
 def test_chat_template_without_tools_and_old_reasoning():
-    tok = loading.load_processor(tiny.cached("text"), local_files_only=True)
+    tok = pretrained.load_processor(tiny.cached("text"), local_files_only=True)
     messages = [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "Hi"},
@@ -151,7 +151,7 @@ def test_chat_template_without_tools_and_old_reasoning():
 
 def test_encode_expands_image_pads_like_the_manual_path(vl):
     _, processor = vl
-    enc = loading.encode(processor, _conversation(), tools=TOOLS)
+    enc = chat_encoding.encode(processor, _conversation(), tools=TOOLS)
     assert set(enc) == {"input_ids", "attention_mask", "pixel_values", "image_grid_thw",
                         "mm_token_type_ids"}
     grid = enc["image_grid_thw"]
@@ -180,21 +180,21 @@ def test_encode_expands_image_pads_like_the_manual_path(vl):
 
 
 def test_encode_with_a_tokenizer_and_an_observation():
-    tok = loading.load_processor(tiny.cached("text"), local_files_only=True)
+    tok = pretrained.load_processor(tiny.cached("text"), local_files_only=True)
     observation = {"messages": _conversation(), "tools": TOOLS}
-    enc = loading.encode(tok, observation)
+    enc = chat_encoding.encode(tok, observation)
     assert set(enc) == {"input_ids", "attention_mask"}
     text = tok.decode(enc["input_ids"][0])
     assert "<|image_pad|>" not in text and "# Tools" in text  # no image pads, tools rendered
     assert "not shown, this model reads text only]" in text  # the image became a note
     assert text.endswith("<|im_start|>assistant\n<think>\n")
-    assert loading.encode(tok, observation["messages"], add_generation_prompt=False)[
+    assert chat_encoding.encode(tok, observation["messages"], add_generation_prompt=False)[
         "input_ids"].shape[1] < enc["input_ids"].shape[1]
 
 
 def test_forward_and_generate_with_an_image(vl):
     model, processor = vl
-    enc = loading.encode(processor, _conversation(), tools=TOOLS)
+    enc = chat_encoding.encode(processor, _conversation(), tools=TOOLS)
     with torch.no_grad():
         logits = model(**enc).logits
     assert logits.shape == (1, enc["input_ids"].shape[1], model.config.text_config.vocab_size)
@@ -213,15 +213,15 @@ def test_env_observation_runs_through_the_tiny_vl_model(vl, toy_env):
     obs, *_ = toy_env.step('Paint it.</think>\n\n<tool_call>\n{"name": "paint", '
                            '"arguments": {"value": 128}}\n</tool_call>')
     assert obs["messages"][-1]["role"] == "tool"
-    enc = loading.encode(processor, obs)
+    enc = chat_encoding.encode(processor, obs)
     assert enc["image_grid_thw"].shape[0] == 2  # the task image and the tool's image
     with torch.no_grad():
         assert torch.isfinite(model(**enc).logits).all()
 
 
 def _generate(path) -> list[int]:
-    model, processor = loading.load_model(path), loading.load_processor(path)
-    enc = loading.encode(processor, _conversation()[:2])
+    model, processor = pretrained.load_model(path), pretrained.load_processor(path)
+    enc = chat_encoding.encode(processor, _conversation()[:2])
     out = model.generate(**enc, max_new_tokens=8, min_new_tokens=8, do_sample=False)
     return out[0, enc["input_ids"].shape[1]:].tolist()
 
@@ -232,13 +232,13 @@ def test_same_seed_same_weights_and_generations(tmp_path):
     b = tiny.build(tmp_path / "b", kind="vl", seed=3)
     c = tiny.build(tmp_path / "c", kind="vl", seed=4)
     assert torch.equal(torch.get_rng_state(), state)  # building leaves the caller's RNG alone
-    wa, wb, wc = (loading.load_model(p).state_dict() for p in (a, b, c))
+    wa, wb, wc = (pretrained.load_model(p).state_dict() for p in (a, b, c))
     assert wa.keys() == wb.keys()
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert any(not torch.equal(wa[k], wc[k]) for k in wa)
     assert _generate(a) == _generate(b)
-    ta, tb = (loading.load_model(tiny.build(tmp_path / f"t{s}", kind="text", seed=7)).state_dict()
-              for s in "ab")
+    ta, tb = (pretrained.load_model(tiny.build(tmp_path / f"t{s}", kind="text", seed=7))
+              .state_dict() for s in "ab")
     assert all(torch.equal(ta[k], tb[k]) for k in ta)
 
 
@@ -257,7 +257,7 @@ def test_encode_loads_image_parts_given_by_path(vl, tmp_path):
                                             {"type": "text", "text": "What is it?"}]}]
     by_pil = [{"role": "user", "content": [{"type": "image", "image": _image()},
                                            {"type": "text", "text": "What is it?"}]}]
-    a, b = loading.encode(processor, by_path), loading.encode(processor, by_pil)
+    a, b = chat_encoding.encode(processor, by_path), chat_encoding.encode(processor, by_pil)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 

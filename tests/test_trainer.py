@@ -468,3 +468,27 @@ def test_resume_says_what_it_resumes_and_refuses_another_run(two_checkpoints, tm
 def test_a_bad_env_tool_or_task_is_refused_before_the_model_loads(tmp_path, change, message):
     with pytest.raises(RunError, match=message):
         Trainer("grpo", config(GRPOConfig, tmp_path, **change), "no/such/model")
+
+
+def test_stdout_shows_one_line_a_step(tmp_path, capsys):
+    Trainer("grpo", config(GRPOConfig, tmp_path, report_to=["stdout"]), make_policy()).train()
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert [line.split(" | ")[0] for line in lines] == ["step 1", "step 2"]
+    assert "reward " in lines[0] and "tool_use " in lines[0] and "loss " in lines[0]
+
+
+def test_save_total_limit_keeps_the_newest_and_a_named_checkpoint_resumes(two_checkpoints,
+                                                                         tmp_path):
+    kept = Trainer("grpo", config(GRPOConfig, tmp_path / "k", max_steps=3, save_steps=1,
+                                  save_total_limit=2), make_policy())
+    kept.train()
+    assert sorted(p.name for p in (tmp_path / "k").glob("checkpoint-*")) == [
+        "checkpoint-2", "checkpoint-3"]
+    # another run's checkpoint-1, into a fresh output_dir
+    first = two_checkpoints[0] / "checkpoint-1"
+    resumed = Trainer("grpo", config(GRPOConfig, tmp_path / "new", max_steps=2,
+                                     resume_from_checkpoint=str(first)), make_policy())
+    assert resumed.step == 1
+    with pytest.raises(RunError, match="not a checkpoint folder"):
+        Trainer("grpo", config(GRPOConfig, tmp_path / "x",
+                               resume_from_checkpoint=str(tmp_path)), "no/such/model")
