@@ -66,6 +66,10 @@ class Trajectory:
     parent: tuple[int, int] | None = None  # (turn, kept generated ids) if this is a branch
     train_from: int = 0  # ids before this were trained in the source trajectory (branches)
     sampling: SamplingParams | None = None  # what sampled it; `branch` samples alike by default
+    # A trainer's reward functions (`algorithms.rewards`): each one's value, and their weighted
+    # sum, the reward the update trains on. Empty / None until a trainer scores the rollout.
+    reward_terms: dict[str, float] = field(default_factory=dict)
+    training_reward: float | None = None
 
     @property
     def ids(self) -> list[int]:
