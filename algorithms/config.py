@@ -11,6 +11,7 @@ config through JSON for checkpoints.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -239,6 +240,17 @@ class GRPOConfig(_Config):
         "the 'GRPO + tool bonus' recipe and < 0 'GRPO + tool penalty' of the AXPO paper's Table "
         "3 (their values are not reported; 0.1 / -0.1 are a reasonable start). 0: the task's "
         "reward alone.", "training")
+    reward_funcs: list[str] | None = _field(
+        None, "Reward functions whose weighted sum is the reward trained on, comma-separated: "
+        "built-in names (task: the task's score; tool_use: 1 if the rollout called a tool; "
+        "format: 1 if it answered and every turn parsed) or import paths "
+        "'package.module:function' / 'path/to/file.py:function' of a function "
+        "f(trajectory, item) -> float (algorithms.rewards). Each is logged on its own as "
+        "rewards/NAME/mean. None: task alone, as the paper trains. In Python, Trainer("
+        "reward_funcs=...) also takes the functions themselves.", "training")
+    reward_weights: list[float] | None = _field(
+        None, "Weight of each of reward_funcs, in order, comma-separated. None: all 1.0, as in "
+        "TRL.", "training")
     mask_truncated_completions: bool = _field(
         False, "Leave truncated rollouts (out of turns or tokens, never answered) out of the loss. "
         "False as in TRL, so an agent that never answers is penalized; DAPO recommends True for "
@@ -270,13 +282,23 @@ class GRPOConfig(_Config):
         if isinstance(self.scale_rewards, bool):  # TRL's legacy spelling
             self.scale_rewards = "group" if self.scale_rewards else "none"
         super().__post_init__()
-        for name in ("tools", "task_ids"):
+        for name in ("tools", "task_ids", "reward_funcs"):
             value = getattr(self, name)
-            _check(value is None or (not isinstance(value, str)
+            value = [value] if isinstance(value, str) else value  # one name, not its letters
+            _check(value is None or (isinstance(value, list | tuple)
                                      and all(isinstance(v, str) for v in value)),
                    f"{name} must be None or a list of strings, got {value!r}")
             if value is not None:
                 setattr(self, name, list(value))
+        if self.reward_weights is not None:
+            weights = [self.reward_weights] if isinstance(self.reward_weights, str | int | float) \
+                else list(self.reward_weights)
+            try:
+                self.reward_weights = [float(w) for w in weights]
+            except (TypeError, ValueError):
+                raise ValueError(f"reward_weights must be numbers, got {weights!r}") from None
+            _check(all(math.isfinite(w) for w in self.reward_weights),
+                   f"reward_weights must be finite, got {self.reward_weights}")
         _check(bool(self.env_id), "env_id must name a registered environment, e.g. "
                "'AXPO-MathVista-v0'")
         _check(self.max_turns >= 1, f"max_turns must be >= 1, got {self.max_turns}")

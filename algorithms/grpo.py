@@ -39,7 +39,11 @@ class TrainBatch:
 
 
 def shaped_reward(trajectory: Trajectory, config: GRPOConfig) -> float:
-    """The task's reward plus `tool_reward` for a rollout that called a tool."""
+    """The reward a rollout trains on: the weighted sum of the run's reward functions
+    (`algorithms.rewards`), or for a rollout they did not score, the default ones: the task's
+    reward plus `tool_reward` for a rollout that called a tool."""
+    if trajectory.training_reward is not None:
+        return trajectory.training_reward
     return trajectory.reward + (config.tool_reward if trajectory.used_tool else 0.0)
 
 

@@ -1,13 +1,14 @@
 """What `Trainer` checks before it loads the model, so that a typo costs a second, not minutes.
 
-A real VLM takes minutes to load; an unknown env id, tool name or task id, or a `resume` into a
-run of another algorithm, env or set of trainable parameters would otherwise surface after it,
-as a traceback. Each is a `RunError` here: one line naming the fix.
+A real VLM takes minutes to load; an unknown env id, tool name, task id or reward function, or a
+`resume` into a run of another algorithm, env or set of trainable parameters would otherwise
+surface after it, as a traceback. Each is a `RunError` here: one line naming the fix.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import gymnasium as gym
 
 from algorithms.config import GRPOConfig
 from algorithms.outputs import checkpoints
+from algorithms.rewards import RewardError, RewardFunc, Rewards
 from axpo_env import AxpoError, registered_envs
 
 # Settings a resumed run must share with the run that wrote the checkpoint: the optimizer's
@@ -53,6 +55,17 @@ def check_env(config: GRPOConfig) -> tuple[gym.Env, list[str]]:
         raise RunError(f"task id(s) {unknown} are not in {config.env_id}; its ids: {shown} "
                        "(--task-ids)")
     return env, list(config.task_ids or known)
+
+
+def check_rewards(config: GRPOConfig, funcs: Sequence[str | RewardFunc] | None = None
+                  ) -> Rewards:
+    """The run's reward functions (`funcs`, else `config.reward_funcs`), imported and matched
+    with their weights."""
+    try:
+        return Rewards.of(funcs if funcs is not None else config.reward_funcs,
+                          config.reward_weights, config.tool_reward)
+    except RewardError as e:
+        raise RunError(f"{e} (--reward-funcs, --reward-weights)") from None
 
 
 def check_resume(algorithm: str, config: GRPOConfig) -> Path | None:

@@ -32,7 +32,7 @@ from agents.hf import HFPolicy, TokenPrompt, warp
 from agents.loading import load_policy
 from agents.policy import SamplingParams
 from agents.pretrained import save_prompt_settings
-from agents.rollout import EnvPool, rollout
+from agents.rollout import EnvPool, Trajectory, rollout
 from algorithms import axpo, preflight, rollout_engine
 from algorithms.checkpoint_state import apply_trainer_state, read_trainer_state, save_trainer_state
 from algorithms.config import AXPOConfig, GRPOConfig
@@ -48,6 +48,7 @@ from algorithms.outputs import (
     seed_everything,
     write_checkpoint,
 )
+from algorithms.rewards import RewardFunc, answered_item
 from axpo_view.record import record_step
 from evaluation.metrics import rollout_metrics
 
@@ -61,10 +62,14 @@ class Trainer:
         policy: an `HFPolicy`, or a model spec for `agents.load_policy` (a checkpoint path or
             hub name; '' or 'tiny': the embedded tiny Qwen3-VL); None for `config.model`.
         env_id: overrides `config.env_id`.
+        reward_funcs: the reward functions (names, import paths or callables
+            `f(trajectory, item) -> float`, `algorithms.rewards`); overrides
+            `config.reward_funcs`, weighted by `config.reward_weights`.
     """
 
     def __init__(self, algorithm: str = "axpo", config: GRPOConfig | None = None,
-                 policy: HFPolicy | str | None = None, env_id: str | None = None):
+                 policy: HFPolicy | str | None = None, env_id: str | None = None,
+                 reward_funcs: Sequence[str | RewardFunc] | None = None):
         if algorithm not in ("axpo", "grpo"):
             raise ValueError(f"algorithm must be 'axpo' or 'grpo' (SFT: algorithms.sft), "
                              f"got {algorithm!r}")
@@ -78,6 +83,7 @@ class Trainer:
         # Before the model loads (minutes for a real VLM): env, tools, task ids, resume target.
         first_env, task_ids = preflight.check_env(cfg)
         resume_from = preflight.check_resume(algorithm, cfg)
+        self.rewards = preflight.check_rewards(cfg, reward_funcs)
         seed_everything(cfg.seed)
         if not isinstance(policy, HFPolicy):
             policy = load_policy(policy or cfg.model, token_level=True,
@@ -172,11 +178,14 @@ class Trainer:
                                or max(1, len(tasks) * cfg.num_generations), progress=False)
         groups = [trajectories[i:i + cfg.num_generations]
                   for i in range(0, len(trajectories), cfg.num_generations)]
+        self._score(trajectories)
         metrics = rollout_metrics(groups, cfg.num_generations)
+        metrics.update(self.rewards.metrics(trajectories))
         metrics["rollout_time"] = (t1 := time.perf_counter()) - t0
         if self.algorithm == "axpo":
             branches, stats = axpo.explore(groups, self.rollouts, self.envs, cfg, sampling,
                                            self.rng, env_kwargs=self.env_kwargs)
+            self._score([t for b in branches for t in b.resamples])  # recovery reads them
             batch = axpo.axpo_batch(groups, branches, cfg)
             metrics.update(stats)
         else:
@@ -194,6 +203,11 @@ class Trainer:
         metrics["step"] = float(self.step)
         self.history.append(metrics)
         return metrics
+
+    def _score(self, trajectories: Sequence[Trajectory]) -> None:
+        """The reward functions' terms and training reward on every rollout."""
+        task = self.envs.envs[0].unwrapped.task
+        self.rewards.score(trajectories, lambda t: answered_item(task, t))
 
     # -------------------------------------------------------------------------------- update
 

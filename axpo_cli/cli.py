@@ -93,9 +93,9 @@ class _Spec:
             return value
         if self.kind is float and isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
-        if self.kind is list and isinstance(value, list) and all(isinstance(v, str)
-                                                                  for v in value):
-            return list(value)
+        if self.kind is list and isinstance(value, list) and all(
+                isinstance(v, str | int | float) and not isinstance(v, bool) for v in value):
+            return [str(v) for v in value]  # task_ids: [1, 2] and reward_weights: [1.0, 0.2]
         if isinstance(self.kind, tuple) and isinstance(value, bool):
             return self.from_text(str(value))
         if isinstance(self.kind, tuple):
