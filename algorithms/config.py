@@ -11,6 +11,7 @@ config through JSON for checkpoints.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -107,6 +108,16 @@ class GRPOConfig(_Config):
     task_ids: list[str] | None = _field(
         None, "Train on these task ids only, comma-separated. None: all tasks of the split.",
         "model")
+    split: str | None = _field(
+        None, "Split of the task to train on. None: the task's default split.", "model")
+    data_dir: str | None = _field(
+        None, "The task's data: a local file/folder in the benchmark's published layout, or a "
+        "hub dataset name. None: the task's bundled fixture (or its embedded generator).",
+        "model")
+    task_options: list[str] | None = _field(
+        None, "Options for the task's constructor as KEY=VALUE pairs, comma-separated, e.g. "
+        "scoring=official (values read as JSON where they parse: 3, true, 0.5). None: the "
+        "task's defaults.", "model")
     render_tools: bool | None = _field(
         None, "Put the env's tool schemas in the prompt (the chat template's tools=). None: as "
         "the checkpoint records it (axpo sft records whether its demos had them, axpo train "
@@ -282,7 +293,7 @@ class GRPOConfig(_Config):
         if isinstance(self.scale_rewards, bool):  # TRL's legacy spelling
             self.scale_rewards = "group" if self.scale_rewards else "none"
         super().__post_init__()
-        for name in ("tools", "task_ids", "reward_funcs"):
+        for name in ("tools", "task_ids", "reward_funcs", "task_options"):
             value = getattr(self, name)
             value = [value] if isinstance(value, str) else value  # one name, not its letters
             _check(value is None or (isinstance(value, list | tuple)
@@ -299,6 +310,9 @@ class GRPOConfig(_Config):
                 raise ValueError(f"reward_weights must be numbers, got {weights!r}") from None
             _check(all(math.isfinite(w) for w in self.reward_weights),
                    f"reward_weights must be finite, got {self.reward_weights}")
+        bad = [o for o in self.task_options or [] if not o.partition("=")[0].strip()
+               or "=" not in o]
+        _check(not bad, f"task_options must be KEY=VALUE pairs, got {bad}")
         _check(bool(self.env_id), "env_id must name a registered environment, e.g. "
                "'AXPO-MathVista-v0'")
         _check(self.max_turns >= 1, f"max_turns must be >= 1, got {self.max_turns}")
@@ -346,6 +360,18 @@ class GRPOConfig(_Config):
         _check(self.save_steps >= 1, f"save_steps must be >= 1, got {self.save_steps}")
         _check(self.save_total_limit is None or self.save_total_limit >= 1,
                f"save_total_limit must be None or >= 1, got {self.save_total_limit}")
+
+    @property
+    def task_kwargs(self) -> dict[str, Any]:
+        """`task_options` as the keyword arguments of the task (JSON values where they parse)."""
+        out: dict[str, Any] = {}
+        for pair in self.task_options or []:
+            key, _, text = pair.partition("=")
+            try:
+                out[key.strip()] = json.loads(text)
+            except ValueError:
+                out[key.strip()] = text
+        return out
 
     @property
     def clip_range(self) -> tuple[float, float]:

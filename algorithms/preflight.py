@@ -33,6 +33,12 @@ def env_kwargs(config: GRPOConfig) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"max_turns": config.max_turns}
     if config.tools is not None:
         kwargs["tools"] = list(config.tools)
+    if config.split is not None:
+        kwargs["split"] = config.split
+    if config.data_dir is not None:
+        kwargs["data_dir"] = config.data_dir
+    if config.task_options:
+        kwargs["task_options"] = config.task_kwargs
     return kwargs
 
 
@@ -41,13 +47,18 @@ def check_env(config: GRPOConfig) -> tuple[gym.Env, list[str]]:
     checked against it. The caller owns the env (the trainer's pool reuses it)."""
     try:
         env = gym.make(config.env_id, **env_kwargs(config))
+        known = list(env.unwrapped.task.task_ids)  # loads the data: a bad split or path fails
     except gym.error.Error as e:  # not registered (gymnasium suggests a near name)
         raise RunError(f"unknown env {config.env_id!r} ({e}); registered: "
                        f"{', '.join(registered_envs())} (--env-id)") from None
-    except (AxpoError, ValueError, LookupError) as e:
-        raise RunError(f"cannot make {config.env_id} with tools {config.tools}: "
-                       f"{' '.join(str(e).split())}") from None
-    known = list(env.unwrapped.task.task_ids)
+    except TypeError as e:  # an option the task's constructor does not take
+        reason = str(e).split(" was raised from the environment creator")[0]
+        raise RunError(f"cannot make {config.env_id} with task_options {config.task_options}: "
+                       f"{reason} (--task-options)") from None
+    except (AxpoError, ValueError, LookupError) as e:  # tools, options, split, data (DatasetError)
+        made = ", ".join(f"{k}={v!r}" for k, v in env_kwargs(config).items() if k != "max_turns")
+        raise RunError(f"cannot make {config.env_id}" + (f" with {made}" if made else "")
+                       + f": {' '.join(str(e).split())}") from None
     unknown = [t for t in config.task_ids or [] if t not in known]
     if unknown:
         env.close()

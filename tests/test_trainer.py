@@ -4,6 +4,7 @@ skipped, and logs, checkpoints and plots are written."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import gymnasium as gym
 import pytest
@@ -464,10 +465,25 @@ def test_resume_says_what_it_resumes_and_refuses_another_run(two_checkpoints, tm
     ({"env_id": "AXPO-Nope-v0"}, "unknown env 'AXPO-Nope-v0' .*registered: .*AXPO-MathVista-v0"),
     ({"tools": ["calculator", "nope"]}, "no tool named 'nope'"),
     ({"task_ids": ["fx-07"]}, r"task id\(s\) \['fx-07'\] are not in AXPO-MathVista-v0"),
+    ({"split": "nope"}, "split='nope': no MathVista split 'nope'"),
+    ({"data_dir": "/no/such"}, "data_dir='/no/such': MathVista data not found"),
+    ({"task_options": ["bogus=1"]}, "unexpected keyword argument 'bogus' \\(--task-options\\)"),
+    ({"task_options": ["scoring=weird"]}, "scoring must be one of"),
 ])
 def test_a_bad_env_tool_or_task_is_refused_before_the_model_loads(tmp_path, change, message):
     with pytest.raises(RunError, match=message):
         Trainer("grpo", config(GRPOConfig, tmp_path, **change), "no/such/model")
+
+
+def test_the_run_makes_its_envs_with_the_configured_split_data_and_task_options(tmp_path):
+    cfg = config(GRPOConfig, tmp_path, split="testmini", task_options=["scoring=official"],
+                 data_dir=str(Path(axpo_env.__file__).parent / "tasks/fixtures/mathvista"))
+    assert cfg.task_kwargs == {"scoring": "official"}
+    task = Trainer("grpo", cfg, make_policy()).envs.take(1)[0].unwrapped.task
+    assert (task.split, task.scoring, Path(task.data_dir).name) == (
+        "testmini", "official", "mathvista")
+    with pytest.raises(ValueError, match=r"KEY=VALUE pairs, got \['scoring'\]"):
+        GRPOConfig(task_options=["scoring"])
 
 
 def test_stdout_shows_one_line_a_step(tmp_path, capsys):
