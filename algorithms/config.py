@@ -274,6 +274,19 @@ class GRPOConfig(_Config):
     save_steps: int = _field(
         50, "Save a checkpoint every this many steps (and at the end); resume restarts from the "
         "latest. TRL's 500 would lose most of a 200-step run on a crash.", "logging")
+    eval_steps: int | None = _field(
+        None, "Evaluate on held-out tasks every this many steps and at the end (TRL's "
+        "eval_steps): eval_num_generations rollouts of each of eval_task_ids / the eval_split, "
+        "the same tasks and seeds each time, logged as eval/accuracy, eval/pass@k, "
+        "eval/tool_use_rate... None: no evaluation during training.", "logging")
+    eval_split: str | None = _field(
+        None, "Split the held-out tasks come from. None: the training split, so set "
+        "eval_task_ids to tasks the run does not train on.", "logging")
+    eval_task_ids: list[str] | None = _field(
+        None, "Held-out task ids, comma-separated. None: every task of eval_split.", "logging")
+    eval_num_generations: int = _field(
+        4, "Rollouts per held-out task: pass@k is computed with this k (4: the AXPO paper's "
+        "Pass@4).", "logging")
     save_total_limit: int | None = _field(
         None, "Keep only the newest this many checkpoints in output_dir, deleting older ones "
         "after each save. None keeps all, as in TRL.", "logging")
@@ -293,7 +306,7 @@ class GRPOConfig(_Config):
         if isinstance(self.scale_rewards, bool):  # TRL's legacy spelling
             self.scale_rewards = "group" if self.scale_rewards else "none"
         super().__post_init__()
-        for name in ("tools", "task_ids", "reward_funcs", "task_options"):
+        for name in ("tools", "task_ids", "reward_funcs", "task_options", "eval_task_ids"):
             value = getattr(self, name)
             value = [value] if isinstance(value, str) else value  # one name, not its letters
             _check(value is None or (isinstance(value, list | tuple)
@@ -358,6 +371,14 @@ class GRPOConfig(_Config):
         _check(self.beta >= 0, f"beta must be >= 0, got {self.beta}")
         _check(self.logging_steps >= 1, f"logging_steps must be >= 1, got {self.logging_steps}")
         _check(self.save_steps >= 1, f"save_steps must be >= 1, got {self.save_steps}")
+        _check(self.eval_steps is None or self.eval_steps >= 1,
+               f"eval_steps must be None (no evaluation) or >= 1, got {self.eval_steps}")
+        _check(self.eval_num_generations >= 1,
+               f"eval_num_generations must be >= 1, got {self.eval_num_generations}")
+        _check(self.eval_steps is not None or (self.eval_split is None
+                                               and self.eval_task_ids is None),
+               "eval_split / eval_task_ids are set but eval_steps is None: set eval_steps to "
+               "evaluate on them")
         _check(self.save_total_limit is None or self.save_total_limit >= 1,
                f"save_total_limit must be None or >= 1, got {self.save_total_limit}")
 

@@ -155,9 +155,9 @@ def plot_history(history: Sequence[dict[str, float]], path: Path, keys: Sequence
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3), squeeze=False)
-    steps = [h["step"] for h in history]
-    for ax, key in zip(axes[0], keys):
-        ax.plot(steps, [h.get(key, 0.0) for h in history], marker="o")
+    for ax, key in zip(axes[0], keys):  # a key some steps lack (eval/...) plots where it is
+        points = [(h["step"], h[key]) for h in history if key in h]
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o")
         ax.set_title(key)
         ax.set_xlabel("step")
     fig.suptitle(title)

@@ -37,6 +37,7 @@ from algorithms import axpo, preflight, rollout_engine
 from algorithms.checkpoint_state import apply_trainer_state, read_trainer_state, save_trainer_state
 from algorithms.config import AXPOConfig, GRPOConfig
 from algorithms.grpo import TrainBatch, TrainSample, grpo_batch, pad_left
+from algorithms.held_out import HeldOut
 from algorithms.loss import Normalizers, policy_loss, update_loss
 from algorithms.outputs import (
     RL_PLOT_KEYS,
@@ -84,6 +85,7 @@ class Trainer:
         first_env, task_ids = preflight.check_env(cfg)
         resume_from = preflight.check_resume(algorithm, cfg)
         self.rewards = preflight.check_rewards(cfg, reward_funcs)
+        self.held_out = HeldOut(cfg, task_ids) if cfg.eval_steps else None
         seed_everything(cfg.seed)
         if not isinstance(policy, HFPolicy):
             policy = load_policy(policy or cfg.model, token_level=True,
@@ -148,7 +150,10 @@ class Trainer:
             metrics = self.training_step()
             bar.set_postfix(reward=f"{metrics['reward']:.2f}",
                             tool_use=f"{metrics['tool_use_rate']:.2f}")
-            if self.step % cfg.logging_steps == 0 or self.step == cfg.max_steps:
+            evaluated = self.held_out is not None and self.held_out.due(self.step)
+            if evaluated:  # the same dict the history holds
+                metrics.update(self.held_out.evaluate(self.rollouts, self.sampling))
+            if self.step % cfg.logging_steps == 0 or self.step == cfg.max_steps or evaluated:
                 for key, value in metrics.items():
                     self.logger.record(key, value)
                 self.logger.dump(self.step)
@@ -156,11 +161,13 @@ class Trainer:
                 self.save_checkpoint()
         self.logger.close()
         self.envs.close()
+        if self.held_out is not None:
+            self.held_out.close()
         if self.rollouts is not self.policy:
             self.rollouts.close()
         if self.accelerator.is_main_process:
-            plot_history(self.history, self.output_dir / "metrics.png", RL_PLOT_KEYS,
-                         self.algorithm)
+            keys = RL_PLOT_KEYS + (("eval/accuracy",) if self.held_out else ())
+            plot_history(self.history, self.output_dir / "metrics.png", keys, self.algorithm)
         return self.history
 
     def training_step(self) -> dict[str, float]:
