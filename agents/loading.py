@@ -16,6 +16,7 @@ from axpo_env.errors import ModelLoadError
 
 TINY = "tiny"
 VLLM = "vllm:"  # a spec's prefix: sample with vLLM (agents.vllm_policy)
+ADAPTER_CONFIG = "adapter_config.json"  # a LoRA run's checkpoint (algorithms.lora)
 
 
 def is_server(spec: str) -> bool:
@@ -44,6 +45,8 @@ def load_policy(spec: str | Path, *, token_level: bool = False, device: str | No
       process (`vllm_settings`, an `agents.vllm_engine.EngineSettings`); 'vllm:' + the URL of
       a running `python -m agents.vllm_server`: `VLLMPolicy` on it (the processor comes from
       the model path the server reports).
+    - a LoRA run's checkpoint (an adapter folder): its base model, loaded by the spec the
+      adapter records, with the adapter merged in.
     - anything else: a checkpoint folder or hub name, loaded with `HFPolicy.from_pretrained`
       (`kwargs` go there). `device` "auto" is cuda when available; `dtype` a torch dtype or its
       name, "auto" meaning bfloat16 on a GPU and float32 elsewhere (default float32).
@@ -78,6 +81,8 @@ def load_policy(spec: str | Path, *, token_level: bool = False, device: str | No
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
     path = tiny.cached("vl") if is_tiny(spec) else spec
+    if (Path(path) / ADAPTER_CONFIG).is_file():
+        return _merged_adapter(Path(path), dtype, device, render_tools, **kwargs)
     try:
         return HFPolicy.from_pretrained(path, dtype=dtype, device=device,
                                         render_tools=render_tools, **kwargs)
@@ -85,6 +90,37 @@ def load_policy(spec: str | Path, *, token_level: bool = False, device: str | No
         raise ModelLoadError(f"cannot load model {spec!r}: neither a checkpoint folder nor a "
                              f"model id the Hub (or its cache) has ({type(e).__name__}: {e})"
                              ) from None
+
+
+def _merged_adapter(folder: Path, dtype: Any, device: str | None, render_tools: bool | None,
+                    **kwargs: Any) -> Any:
+    """A LoRA run's checkpoint (`algorithms.lora`): its base model, loaded by the spec the
+    adapter records, with the adapter merged in; the checkpoint's processor and prompt
+    settings."""
+    import json
+
+    from agents import pretrained
+    from agents.hf import HFPolicy
+
+    try:
+        base = json.loads((folder / ADAPTER_CONFIG).read_text())["base_model_name_or_path"]
+        from peft import PeftModel
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ModelLoadError(f"cannot load the LoRA adapter in {folder}: unreadable "
+                             f"{ADAPTER_CONFIG} ({type(e).__name__}: {e})") from None
+    except ImportError:
+        raise ModelLoadError(f"{folder} holds a LoRA adapter; loading it needs peft (pip "
+                             "install peft, or the axpo[train] extra)") from None
+    model = load_policy(base, dtype=dtype, device=device, **kwargs).model
+    try:
+        model = PeftModel.from_pretrained(model, folder).merge_and_unload()
+    except (OSError, ValueError, RuntimeError, KeyError) as e:
+        raise ModelLoadError(f"the LoRA adapter in {folder} does not fit its base {base!r} "
+                             f"({type(e).__name__}: {e})") from None
+    if render_tools is None:
+        render_tools = pretrained.recorded_render_tools(folder)
+    return HFPolicy(model, pretrained.load_processor(folder), render_tools=render_tools,
+                    max_context=kwargs.get("max_context"))
 
 
 def _vllm_policy(target: str, dtype: Any, timeout_s: float, settings: Any,

@@ -203,6 +203,21 @@ class GRPOConfig(_Config):
         None, "Train only the parameters whose names this regular expression matches (re.search) "
         "and freeze the rest: 'lm_head' trains the output head alone, 'language_model|lm_head' "
         "freezes the vision tower. None trains all, as TRL does.", "training")
+    use_peft: bool = _field(
+        False, "Train LoRA adapters (peft) on the frozen model instead of all its weights, as "
+        "TRL's use_peft. Checkpoints then hold the adapter; load_policy, axpo eval and axpo "
+        "train --model load such a folder as its base with the adapter merged. The KL reference "
+        "is the base (adapters off), not a copy.", "training")
+    lora_r: int = _field(16, "LoRA rank (TRL's default 16).", "training")
+    lora_alpha: int = _field(
+        32, "LoRA scaling alpha: the update is scaled by alpha / r (TRL's default 32).",
+        "training")
+    lora_dropout: float = _field(0.05, "Dropout on the LoRA path (TRL's default 0.05).",
+                                 "training")
+    lora_target_modules: list[str] | None = _field(
+        None, "Module names (or name suffixes) that get adapters, comma-separated, e.g. "
+        "q_proj,v_proj. None: peft's 'all-linear', every linear layer but the output head "
+        "(the vision tower's too).", "training")
     per_device_train_batch_size: int = _field(
         8, "Rollouts per forward/backward on one device: a step's rollouts are cut into padded "
         "micro-batches of this many rows (images of any size may share one). 8 as in TRL. A "
@@ -306,7 +321,8 @@ class GRPOConfig(_Config):
         if isinstance(self.scale_rewards, bool):  # TRL's legacy spelling
             self.scale_rewards = "group" if self.scale_rewards else "none"
         super().__post_init__()
-        for name in ("tools", "task_ids", "reward_funcs", "task_options", "eval_task_ids"):
+        for name in ("tools", "task_ids", "reward_funcs", "task_options", "eval_task_ids",
+                     "lora_target_modules"):
             value = getattr(self, name)
             value = [value] if isinstance(value, str) else value  # one name, not its letters
             _check(value is None or (isinstance(value, list | tuple)
@@ -371,6 +387,14 @@ class GRPOConfig(_Config):
         _check(self.beta >= 0, f"beta must be >= 0, got {self.beta}")
         _check(self.logging_steps >= 1, f"logging_steps must be >= 1, got {self.logging_steps}")
         _check(self.save_steps >= 1, f"save_steps must be >= 1, got {self.save_steps}")
+        _check(self.lora_r >= 1 and self.lora_alpha > 0 and 0 <= self.lora_dropout < 1,
+               f"LoRA needs lora_r >= 1, lora_alpha > 0 and lora_dropout in [0, 1), got "
+               f"{self.lora_r}, {self.lora_alpha}, {self.lora_dropout}")
+        _check(not (self.use_peft and self.trainable_parameters is not None),
+               "use_peft trains the adapters alone: leave trainable_parameters unset (or pick "
+               "the adapted modules with lora_target_modules)")
+        _check(not (self.use_peft and self.use_vllm), "use_peft with use_vllm is not supported "
+               "yet (the engine would need the adapter merged after every step): turn one off")
         _check(self.eval_steps is None or self.eval_steps >= 1,
                f"eval_steps must be None (no evaluation) or >= 1, got {self.eval_steps}")
         _check(self.eval_num_generations >= 1,

@@ -33,7 +33,7 @@ from agents.loading import load_policy
 from agents.policy import SamplingParams
 from agents.pretrained import save_prompt_settings
 from agents.rollout import EnvPool, Trajectory, rollout
-from algorithms import axpo, preflight, rollout_engine
+from algorithms import axpo, lora, preflight, rollout_engine
 from algorithms.checkpoint_state import apply_trainer_state, read_trainer_state, save_trainer_state
 from algorithms.config import AXPOConfig, GRPOConfig
 from algorithms.grpo import TrainBatch, TrainSample, grpo_batch, pad_left
@@ -66,11 +66,14 @@ class Trainer:
         reward_funcs: the reward functions (names, import paths or callables
             `f(trajectory, item) -> float`, `algorithms.rewards`); overrides
             `config.reward_funcs`, weighted by `config.reward_weights`.
+        peft_config: a `peft.LoraConfig` to train adapters with (TRL's argument); overrides the
+            config's lora_* fields and implies use_peft.
     """
 
     def __init__(self, algorithm: str = "axpo", config: GRPOConfig | None = None,
                  policy: HFPolicy | str | None = None, env_id: str | None = None,
-                 reward_funcs: Sequence[str | RewardFunc] | None = None):
+                 reward_funcs: Sequence[str | RewardFunc] | None = None,
+                 peft_config: Any = None):
         if algorithm not in ("axpo", "grpo"):
             raise ValueError(f"algorithm must be 'axpo' or 'grpo' (SFT: algorithms.sft), "
                              f"got {algorithm!r}")
@@ -88,10 +91,18 @@ class Trainer:
         self.held_out = HeldOut(cfg, task_ids) if cfg.eval_steps else None
         seed_everything(cfg.seed)
         if not isinstance(policy, HFPolicy):
-            policy = load_policy(policy or cfg.model, token_level=True,
-                                 render_tools=cfg.render_tools)
-        elif cfg.render_tools is not None:
-            policy.render_tools = cfg.render_tools
+            base = str(policy or cfg.model) or "tiny"
+            policy = load_policy(base, token_level=True, render_tools=cfg.render_tools)
+        else:
+            base = policy.model.name_or_path
+            if cfg.render_tools is not None:
+                policy.render_tools = cfg.render_tools
+        if cfg.use_peft or peft_config is not None:
+            if peft_config is not None and not cfg.use_peft:
+                self.config = cfg = replace(cfg, use_peft=True)
+            peft_config = peft_config or lora.lora_config(cfg, base)
+            peft_config.base_model_name_or_path = peft_config.base_model_name_or_path or base
+            policy.model = lora.wrap(policy.model, peft_config)
         self.policy = policy
 
         from accelerate import Accelerator
@@ -106,9 +117,11 @@ class Trainer:
         if cfg.gradient_checkpointing:
             policy.model.gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs={"use_reentrant": False})
-        # The reference only ever runs without gradients: keep it in the training dtype.
+        # The reference only ever runs without gradients: keep it in the training dtype. Under
+        # LoRA it is the base model itself, adapters off (`_reference_logprobs`).
         self.reference = _frozen_copy(policy.model).to(
-            self.accelerator.device, torch.bfloat16 if cfg.bf16 else None) if cfg.beta > 0 else None
+            self.accelerator.device, torch.bfloat16 if cfg.bf16 else None) \
+            if cfg.beta > 0 and not cfg.use_peft else None
         # The policy keeps the plain module (generation, scoring); updates go through the
         # prepared one, which under `accelerate launch` is DDP-wrapped and syncs gradients.
         self.model, self.optimizer = self.accelerator.prepare(policy.model, self.optimizer)
@@ -243,8 +256,7 @@ class Trainer:
         # happened within the step; its and the reference's logprobs need no gradients.
         old = [self._logprobs(mb, grad=False) for mb in micro] \
             if cfg.num_iterations > 1 or updates > 1 else None
-        ref = [self._logprobs(mb, self.reference) for mb in micro] \
-            if self.reference is not None else None
+        ref = self._reference_logprobs(micro) if cfg.beta > 0 else None
         stats: dict[str, list[float]] = {}
         model = self.model
         model.train()
@@ -280,6 +292,14 @@ class Trainer:
         out["optimizer_updates"] = float(updates * cfg.num_iterations)
         out["learning_rate"] = float(self.scheduler.get_last_lr()[0])
         return out
+
+    def _reference_logprobs(self, micro: Sequence[Sequence[TrainSample]]) -> list[torch.Tensor]:
+        """Each micro-batch's logprobs under the KL reference: the frozen copy, or under LoRA
+        the base (the adapters switched off)."""
+        if self.reference is not None:
+            return [self._logprobs(mb, self.reference) for mb in micro]
+        with lora.base_only(self.policy.model):
+            return [self._logprobs(mb, self.model, grad=False) for mb in micro]
 
     def _micro_batch_loss(self, rows: Sequence[TrainSample], old: torch.Tensor | None,
                           ref: torch.Tensor | None, norm: Normalizers
@@ -409,21 +429,26 @@ class Trainer:
 
     def _read_checkpoint(self, path: Path) -> tuple[dict, dict, int, list]:
         saved = read_trainer_state(path, self.optimizer)  # first: a hostile one always stops
-        state = read_weights(path, self.policy.model)
+        model = self.policy.model
+        state = lora.read_adapter(path, model) if lora.is_peft(model) \
+            else read_weights(path, model)
         meta = json.loads((path / "trainer.json").read_text())
         return state, saved, int(meta["step"]), list(meta["history"])
 
     def _apply_checkpoint(self, loaded: tuple[dict, dict, int, list]) -> None:
         state, saved, self.step, self.history = loaded
-        self.policy.model.load_state_dict(state, strict=False)  # checked: only tied copies left
+        if lora.is_peft(self.policy.model):
+            lora.apply_adapter(self.policy.model, state)
+        else:
+            self.policy.model.load_state_dict(state, strict=False)  # checked: tied copies left
         apply_trainer_state(saved, self.optimizer, self.scheduler, self.rng)
 
 
 def _trainable(model: Any, pattern: str | None) -> list[Any]:
     """The parameters the optimizer updates: all, or those whose names match `pattern`, the rest
     frozen (no gradients, so no time spent on them in the backward pass)."""
-    if pattern is None:
-        return list(model.parameters())
+    if pattern is None:  # all (under LoRA: the adapters, the only ones left trainable)
+        return [p for p in model.parameters() if p.requires_grad]
     named = list(model.named_parameters())
     for name, p in named:
         p.requires_grad_(re.search(pattern, name) is not None)
