@@ -29,11 +29,19 @@ _TAGS = {"call": (CALL_OPEN, CALL_CLOSE), "answer": (ANSWER_OPEN, ANSWER_CLOSE)}
 @dataclass(frozen=True)
 class ActionSpan:
     """The turn's first action in its generated ids: `ids[start]` opens it (`<tool_call>` or
-    `<answer>`), `ids[end - 1]` closes it (or the last id before EOS if the tag never closed)."""
+    `<answer>`), `ids[end - 1]` closes it (or the last id before EOS if the tag never closed).
+    `ids[:opened]` runs through the whole opening tag: AXPO's kept prefix. It is `start + 1`
+    when the tag is one token (Qwen's `<tool_call>`), more when the tokenizer splits it (a
+    plain tokenizer's `'<answer'`, `'>'`)."""
 
     kind: Literal["call", "answer"]
     start: int
     end: int
+    opened: int = -1  # -1: start + 1
+
+    def __post_init__(self) -> None:
+        if self.opened < 0:
+            object.__setattr__(self, "opened", self.start + 1)
 
 
 def find_action(text: str, ids: Sequence[int], tokenizer: Any) -> ActionSpan | None:
@@ -53,7 +61,8 @@ def find_action(text: str, ids: Sequence[int], tokenizer: Any) -> ActionSpan | N
     end = _after_first(ids, tokenizer, close_tag, start + 1)
     if end is None:  # never closed: up to the end, less a trailing EOS
         end = len(ids) - (1 if ids and ids[-1] == tokenizer.eos_token_id else 0)
-    return ActionSpan(kind, start, max(end, start + 1))
+    opened = _after_first(ids, tokenizer, open_tag, start) or start + 1
+    return ActionSpan(kind, start, max(end, start + 1), min(opened, max(end, start + 1)))
 
 
 def _tag_id(tokenizer: Any, tag: str) -> int | None:

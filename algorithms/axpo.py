@@ -89,7 +89,7 @@ def candidates(group: Sequence[Trajectory], g: int, config: AXPOConfig) -> list[
                       if turn.action is not None and turn.action.kind == kind), None)
         if t.error is not None or first is None:
             continue
-        keep = t.turns[first].action.start + 1  # the opening tag stays in the prefix
+        keep = t.turns[first].action.opened  # the whole opening tag stays in the prefix
         found.append(Branch(g, i, first, keep, action_confidence(t, first)))
     if not config.prefix_fix:  # ablation: the resamples start from the question
         found = [replace(b, turn=0, keep=0) for b in found]

@@ -36,7 +36,7 @@ def tool_call_diversity(policy: TokenPolicy, trajectories: Sequence[Trajectory],
                       if turn.action is not None and turn.action.kind == "call"), None)
         if t.correct or not t.used_tool or first is None or t.sequence is None:
             continue
-        keep = first.action.start + 1
+        keep = first.action.opened
         kept = policy.tokenizer.decode(first.completion.token_ids[:keep],
                                        skip_special_tokens=False)
         prefix = t.sequence.prefix(first.generated_start + keep, policy.patches_per_token)

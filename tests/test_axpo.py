@@ -64,6 +64,19 @@ def test_action_span_is_the_serialized_call_and_the_prefix_ends_after_its_openin
     assert find_action("no action", [1, 2], tokenizer) is None
 
 
+def test_the_no_tool_ablation_keeps_the_whole_opening_answer_tag(tokenizer):
+    """`<answer>` is two tokens of the tiny tokenizer ('<answer', '>'): the kept prefix must end
+    after both (it used to end at '...<answer'), as `<tool_call>`'s ends after its one."""
+    assert len(tokenizer("<answer>", add_special_tokens=False)["input_ids"]) == 2
+    group = [make_traj(tokenizer, False, False, confidence=c) for c in (0.2, 0.4)]
+    (best, _) = axpo.candidates(group, 0, AXPOConfig(resample_subgroup="no_tool"))
+    ids = group[best.source].turns[0].completion.token_ids
+    assert tokenizer.decode(ids[:best.keep]) == "<think>think</think>\n<answer>"
+    (call,) = axpo.candidates([make_traj(tokenizer, False, True)], 0, AXPOConfig())
+    ids = make_traj(tokenizer, False, True).turns[0].completion.token_ids
+    assert tokenizer.decode(ids[:call.keep]) == "<think>think</think>\n<tool_call>"
+
+
 def test_triggers_exactly_on_all_wrong_tool_using_subgroups(tokenizer):
     def group(*rollouts):
         return [make_traj(tokenizer, c, u) for c, u in rollouts]
