@@ -28,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 import axpo_env  # noqa: F401  (registers the envs)
-from agents.hf import HFPolicy, TokenPrompt, warp
+from agents.hf import HFPolicy, TokenPrompt
 from agents.loading import load_policy
 from agents.policy import SamplingParams
 from agents.pretrained import save_prompt_settings
@@ -38,6 +38,7 @@ from algorithms.checkpoint_state import apply_trainer_state, read_trainer_state,
 from algorithms.config import AXPOConfig, GRPOConfig
 from algorithms.grpo import TrainBatch, TrainSample, grpo_batch, pad_left
 from algorithms.held_out import HeldOut
+from algorithms.logprobs import row_logprobs
 from algorithms.loss import Normalizers, policy_loss, update_loss
 from algorithms.outputs import (
     RL_PLOT_KEYS,
@@ -349,59 +350,11 @@ class Trainer:
 
     def _logprobs(self, rows: Sequence[TrainSample], model: Any = None,
                   grad: bool = True) -> torch.Tensor:
-        """Log-probabilities of ids[1:] of a left-padded micro-batch under `model` (default:
-        the policy) at the training temperature, as TRL computes them; gradients only for
-        the policy's own pass. Positions before the batch's first trained token are 0: the LM
-        head skips them (for a long multimodal prompt, most of the row)."""
-        prompts: list[TokenPrompt] = [s.trajectory.sequence for s in rows]  # type: ignore[misc]
-        width = max(len(p) for p in prompts)
-        # per row, the position whose logits predict its first trained id
-        own = [int(s.mask.nonzero()[0]) if s.mask.any() else len(p) - 2
-               for p, s in zip(prompts, rows)]
-        if self._shares_prefixes(prompts, own):
-            with torch.set_grad_enabled(grad and model is None):
-                return self._shared_logprobs(prompts, own, model, width)
-        firsts = [width - len(p) + int(s.mask.nonzero()[0]) for p, s in zip(prompts, rows)
-                  if s.mask.any()]
-        keep = width - min(firsts, default=width - 2)  # logits from the first trained position
-        with torch.set_grad_enabled(grad and model is None):
-            logits, ids = self.policy.forward_logits(prompts, model or self.model, keep)
-            warped = warp(logits[:, :-1], SamplingParams(temperature=self.config.temperature))
-            logp = warped.gather(-1, ids[:, width - keep + 1:, None]).squeeze(-1) \
-                - warped.logsumexp(-1)
-            return torch.cat([logp.new_zeros(len(rows), width - keep), logp], dim=1)
-
-    def _shares_prefixes(self, prompts: Sequence[TokenPrompt], starts: Sequence[int]) -> bool:
-        """Whether `_shared_logprobs` applies and saves work: text-only rows of a text model
-        (Qwen3-VL's multimodal positions are not rebuilt for a split pass), no gradient
-        checkpointing (it drops the cache), and at least two rows with the same prompt
-        before their first trained position (a GRPO group; AXPO's resamples of one prefix)."""
-        if self.policy.is_vision or self.policy.model.is_activation_checkpointing:
-            return False
-        if any(p.pixel_values is not None for p in prompts) or min(starts, default=0) < 1:
-            return False
-        return len({tuple(p.ids[:s]) for p, s in zip(prompts, starts)}) < len(prompts)
-
-    def _shared_logprobs(self, prompts: Sequence[TokenPrompt], starts: Sequence[int],
-                         model: Any, width: int) -> torch.Tensor:
-        """`_logprobs` with each distinct prompt prefix run once (`HFPolicy.forward_shared`):
-        a group of G rollouts of one task pays its prompt's forward and backward once, not G
-        times. Same values and layout as the one-pass path."""
+        """`algorithms.logprobs.row_logprobs` of a micro-batch under `model` (default: the
+        policy, the only pass with gradients) at the training temperature."""
         run = model or self.model
-        logits, targets = self.policy.forward_shared(
-            prompts, starts, run, self.accelerator.unwrap_model(run))
-        warped = warp(logits, SamplingParams(temperature=self.config.temperature))
-        valid = targets >= 0
-        logp = warped.gather(-1, targets.clamp(min=0)[..., None]).squeeze(-1) \
-            - warped.logsumexp(-1)
-        # row b's prediction j (of ids[starts[b] + j + 1]) goes to its left-padded column;
-        # the columns past a row's end all land in a spare last column, dropped
-        lengths = torch.tensor([len(p) for p in prompts], device=logp.device)
-        first = width - lengths + torch.tensor(list(starts), device=logp.device)
-        cols = first[:, None] + torch.arange(logp.shape[1], device=logp.device)
-        cols = torch.where(valid, cols, torch.full_like(cols, width - 1))
-        out = logp.new_zeros(len(prompts), width).scatter(1, cols, logp.masked_fill(~valid, 0))
-        return out[:, :width - 1]
+        return row_logprobs(self.policy, rows, run, self.accelerator.unwrap_model(run),
+                            self.config.temperature, grad=grad and model is None)
 
     # ---------------------------------------------------------------------------- checkpoints
 

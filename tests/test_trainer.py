@@ -14,6 +14,7 @@ import axpo_env  # noqa: F401
 from agents import tiny
 from agents.hf import HFPolicy
 from agents.policy import Completion
+from algorithms import logprobs
 from algorithms.config import AXPOConfig, GRPOConfig
 from algorithms.outputs import CheckpointError, latest_checkpoint
 from algorithms.preflight import RunError
@@ -416,7 +417,8 @@ def test_rows_sharing_a_prompt_run_it_once_with_the_same_logprobs_and_gradient(t
     rows = shared_prompt_rows(trainer.policy)
     params = list(trainer.policy.model.parameters())
     prompts = [r.trajectory.sequence for r in rows]
-    assert trainer._shares_prefixes(prompts, [int(r.mask.nonzero()[0]) for r in rows])
+    assert logprobs.shares_prefixes(trainer.policy, prompts,
+                                    [int(r.mask.nonzero()[0]) for r in rows])
 
     def run():
         logp = trainer._logprobs(rows)
@@ -425,8 +427,9 @@ def test_rows_sharing_a_prompt_run_it_once_with_the_same_logprobs_and_gradient(t
         return logp, torch.autograd.grad(objective, params)
 
     shared, shared_grad = run()
-    trainer._shares_prefixes = lambda *a: False  # the one-pass path over whole rows
-    whole, whole_grad = run()
+    with pytest.MonkeyPatch.context() as patch:  # the one-pass path over whole rows
+        patch.setattr(logprobs, "shares_prefixes", lambda *a: False)
+        whole, whole_grad = run()
     masks = pad_rows([r.mask for r in rows], shared.shape[1])
     torch.testing.assert_close(shared * masks, whole * masks, rtol=1e-4, atol=1e-5)
     close(torch.cat([g.flatten() for g in shared_grad]),
