@@ -196,7 +196,8 @@ def make_logger(output_dir: Path, report_to: Sequence[str], main: bool,
 
 STDOUT_KEYS = {"reward": "reward", "accuracy": "acc", "tool_use_rate": "tool_use",
                "all_wrong_tool_subgroup_share": "all_wrong_tool", "axpo/resamples": "resamples",
-               "axpo/recovery_rate": "recovered", "loss": "loss", "step_time": "s"}
+               "axpo/recovery_rate": "recovered", "loss": "loss", "step_time": "s",
+               "eval/accuracy": "eval_acc"}
 
 
 class _OneLine(KVWriter):
