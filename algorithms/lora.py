@@ -11,6 +11,7 @@ reference is the base itself, the adapter switched off (TRL's way): no second co
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,15 +22,13 @@ from algorithms.config import GRPOConfig
 from algorithms.outputs import CheckpointError
 
 
-def lora_config(config: GRPOConfig, base_model: str) -> Any:
-    """The `peft.LoraConfig` the run's fields describe; `base_model` is the spec the adapter's
-    folder records for loading it again ('tiny' for the embedded model)."""
+def lora_config(config: GRPOConfig) -> Any:
+    """The `peft.LoraConfig` the run's fields describe."""
     from peft import LoraConfig
 
     return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha,
                       lora_dropout=config.lora_dropout,
-                      target_modules=config.lora_target_modules or "all-linear",
-                      base_model_name_or_path=base_model)
+                      target_modules=config.lora_target_modules or "all-linear")
 
 
 def wrap(model: Any, peft_config: Any) -> Any:
@@ -37,6 +36,16 @@ def wrap(model: Any, peft_config: Any) -> Any:
     from peft import get_peft_model
 
     return get_peft_model(model, peft_config)
+
+
+def record_base(folder: Path, base_model: str) -> None:
+    """Make the adapter saved in `folder` name `base_model` as its base, the spec `load_policy`
+    loads it by (peft records the loaded model's path: for the tiny model, a temporary
+    folder)."""
+    path = folder / "adapter_config.json"
+    saved = json.loads(path.read_text())
+    saved["base_model_name_or_path"] = base_model
+    path.write_text(json.dumps(saved, indent=2))
 
 
 def is_peft(model: Any) -> bool:

@@ -101,9 +101,8 @@ class Trainer:
         if cfg.use_peft or peft_config is not None:
             if peft_config is not None and not cfg.use_peft:
                 self.config = cfg = replace(cfg, use_peft=True)
-            peft_config = peft_config or lora.lora_config(cfg, base)
-            peft_config.base_model_name_or_path = peft_config.base_model_name_or_path or base
-            policy.model = lora.wrap(policy.model, peft_config)
+            policy.model = lora.wrap(policy.model, peft_config or lora.lora_config(cfg))
+        self.base_model = base  # what a LoRA checkpoint names as its base
         self.policy = policy
 
         from accelerate import Accelerator
@@ -363,6 +362,8 @@ class Trainer:
 
         def write(folder: Path) -> None:
             self.policy.model.save_pretrained(folder)
+            if lora.is_peft(self.policy.model):
+                lora.record_base(folder, self.base_model)
             self.policy.processor.save_pretrained(folder)
             save_prompt_settings(folder, self.policy.render_tools)
             save_trainer_state(folder, self.optimizer, self.scheduler, self.rng)

@@ -87,3 +87,10 @@ def test_the_kl_reference_is_the_base_with_the_adapters_off(tmp_path):
 def test_what_lora_cannot_combine_with_is_a_config_error(change, message):
     with pytest.raises(ValueError, match=message):
         GRPOConfig(use_peft=True, **change)
+
+
+def test_a_run_of_the_embedded_model_records_tiny_as_its_base(tmp_path):
+    """Not the temporary folder the tiny model was built in: another process loads it."""
+    Trainer("grpo", lora(tmp_path, max_steps=1), "tiny").train()
+    recorded = json.loads((tmp_path / "checkpoint-1" / "adapter_config.json").read_text())
+    assert recorded["base_model_name_or_path"] == "tiny"
