@@ -9,7 +9,9 @@ episode's images. To ship tools from your own package, declare them in its pypro
     [project.entry-points."axpo_env.tools"]
     histogram = "my_package.tools:histogram"
 
-and `gym.make(..., tools=["histogram"])` finds them by name.
+and `gym.make(..., tools=["histogram"])` finds them by name. A task of your own (questions, a
+scoring function, demonstrations, SFT, RL, evaluation): the README's "Your own task" and
+docs/tasks.md.
 """
 
 from __future__ import annotations

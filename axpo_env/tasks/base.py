@@ -2,7 +2,9 @@
 
 A `Task` subclass loads its benchmark (a local file in the published schema, a hub name through
 `datasets`, or the bundled fixture), turns each row into a `TaskItem`, and scores a final answer
-by the benchmark's published rules. `ToolUseEnv` needs nothing else from it.
+by the benchmark's published rules. `ToolUseEnv` needs nothing else from it. Your own data and a
+scoring function become a task without a subclass through `axpo_env.tasks.quick.make_task`;
+docs/tasks.md is the reference for both.
 """
 
 from __future__ import annotations
@@ -50,7 +52,18 @@ class TaskItem:
 
 class Task:
     """A benchmark as the env sees it. Subclasses set the class attributes and implement
-    `load_items` and `score`.
+    `load_items` and `score`:
+
+    - `load_items()` returns the items of `self.split` (from `self.data_dir` when given, else
+      the task's own data); it runs once, on first use of `items`, so `gym.make` stays fast.
+    - `score(item, response)` returns a number in [0, 1] for the final answer's text (what the
+      agent wrote inside `<answer>`): the episode's reward; a score of 1 is `info["correct"]`.
+    - `episode_item(item, seed)`, optional, varies an item by the episode's seed.
+
+    `gym.make(env_id, split=..., data_dir=..., task_options={...})` passes these (and the
+    options) to the constructor. Register a subclass with `gym.register(id=Cls.env_id,
+    entry_point="axpo_env.env:ToolUseEnv", kwargs={"task": Cls})`, or ship it under the
+    entry-point group `axpo_env.tasks` (see `axpo_env.tasks`).
 
     Args:
         split: which split to load (benchmark-specific, e.g. "testmini").
