@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import typing
 from collections.abc import Callable, Sequence
@@ -401,6 +402,10 @@ def _view(path: str, out: str | None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `axpo` console script."""
+    # A task or reward module of the user's folder (`--env-id my_task:Env-v0`, `--reward-funcs
+    # my_rewards:f`) imports as under `python -m`; after site-packages, so it shadows nothing.
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
     command, algo, config = parse(argv)
     if command == "view":
         return _view(config["path"], config["out"])

@@ -237,3 +237,10 @@ def test_a_made_task_shipped_under_the_entry_point_group_is_in_every_program(tmp
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got == {"envs": ["QuickPlugin-Letters-v0"], "registered": True}
+
+
+def test_write_expert_demos_refuses_a_count_beyond_the_split(tmp_path):
+    from axpo_env.tasks.demos import write_expert_demos
+
+    with pytest.raises(ValueError, match=r"count must be in 1\.\.120 .*split 'test'.*got 121"):
+        write_expert_demos("AXPO-ZoomBoxes-v0", lambda item: [], tmp_path, 121, split="test")

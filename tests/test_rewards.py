@@ -176,3 +176,13 @@ def test_a_config_file_names_reward_functions_and_numeric_weights(tmp_path):
     config = parse(["train", "--config", str(path)])[-1]
     assert (config.reward_funcs, config.reward_weights) == (["task", "format"], [1.0, 0.25])
     assert config.task_ids == ["1", "2"]  # MathVista's ids, written as YAML numbers
+
+
+def test_the_axpo_command_imports_a_reward_module_from_the_working_folder(tmp_path):
+    (tmp_path / "my_rewards.py").write_text("def f(trajectory, item):\n    return 1.0\n")
+    axpo = Path(sys.executable).parent / "axpo"
+    out = subprocess.run([str(axpo), "train", "--algo", "grpo", "--model", "/nonexistent/model",
+                          "--reward-funcs", "my_rewards:f", "--output-dir", "run"],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 2
+    assert "cannot load model '/nonexistent/model'" in out.stderr  # past the rewards: imported

@@ -26,6 +26,11 @@ def write_expert_demos(env_id: str, expert_turns: Callable[[TaskItem], list[str]
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     env = gym.make(env_id, split=split)
+    available = len(env.unwrapped.task)
+    if not 1 <= count <= available:
+        env.close()
+        raise ValueError(f"write_expert_demos: count must be in 1..{available} (the items of "
+                         f"{env_id} split {split!r}), got {count}")
     with open(folder / "demos.jsonl", "w") as f:
         for i in range(count):
             obs, _ = env.reset(seed=i, options={"index": i})
