@@ -174,10 +174,24 @@ def _str_list(name: str, value: Any) -> list[str] | None:
 
 
 def resolve_envs(names: Sequence[str]) -> list[str]:
-    """Env ids to evaluate, in order; an unknown id is an `EvalError` listing the registered."""
+    """Env ids to evaluate, in order; an unknown id is an `EvalError` listing the registered.
+    `module:Env-v0` (Gymnasium's form) imports `module` first, which registers the env."""
+    import importlib
+
     from axpo_env import registered_envs
     from axpo_env.tasks import PAPER_BENCHMARKS, PAPER_GROUPS
 
+    plain = []
+    for name in names:
+        module, colon, env_id = name.rpartition(":")
+        if colon:
+            try:
+                importlib.import_module(module)
+            except Exception as e:  # the user's module: any error importing it is theirs
+                raise EvalError(f"{name}: cannot import {module} ({type(e).__name__}: {e})"
+                                ) from None
+        plain.append(env_id if colon else name)
+    names = plain
     known = registered_envs()
     groups = {"all": known, "paper": list(PAPER_BENCHMARKS),
               **{name: list(ids) for name, ids in PAPER_GROUPS.items()}}
@@ -272,6 +286,8 @@ def _load_bench(env_id: str, config: EvalConfig, split: str | None, data_dir: st
         "temperature": config.temperature, "top_p": config.top_p, "top_k": config.top_k,
         "seed": config.seed, "scoring": scoring,
     }
+    if config.render_tools is not None:  # only when set: results of earlier evals still resume
+        settings["render_tools"] = config.render_tools
     return _Bench(env_id, lambda: gym.make(env_id, task=task, **kwargs), ids, settings)
 
 
