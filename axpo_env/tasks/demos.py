@@ -8,24 +8,28 @@ exactly what the env returns, and writes them in the format `axpo sft` / `train_
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from axpo_env.tasks.base import TaskItem
 
 
 def write_expert_demos(env_id: str, expert_turns: Callable[[TaskItem], list[str]],
-                       folder: str | Path, count: int, split: str = "train") -> Path:
+                       folder: str | Path, count: int, split: str = "train",
+                       tools: Sequence[Any] | None = None, **env_kwargs: Any) -> Path:
     """Play `expert_turns(item)` on the first `count` items of `split` and write the
     conversations to `folder/demos.jsonl` (images as PNGs beside it, named `img{i}.png`,
     `img{i}-{k}.png` for tool images). No tool schemas go in: a 1.5M model does not learn to
     copy numbers behind a ~500-token schema block (0/32 against 32/32 without it, on ToolArith);
-    the system prompt names the tool."""
+    the system prompt names the tool. `tools`: the env's tools (None: the task's defaults),
+    e.g. `["crop:axpo"]` for turns that call `image_zoom_in`; `env_kwargs` go to `gym.make`
+    too (e.g. a `system_prompt` that names those tools)."""
     import gymnasium as gym
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    env = gym.make(env_id, split=split)
+    env = gym.make(env_id, split=split, tools=tools, **env_kwargs)
     available = len(env.unwrapped.task)
     if not 1 <= count <= available:
         env.close()

@@ -235,14 +235,23 @@ _BUILTINS: dict[str, str] = {
     "crop:qwen3vl": "axpo_env.tools.crop:qwen3vl_zoom",
     "crop:deepeyes": "axpo_env.tools.crop:deepeyes_zoom",
     "crop:pixel_reasoner": "axpo_env.tools.crop:pixel_reasoner_crop",
+    "crop:axpo": "axpo_env.tools.zoom_in:axpo_zoom",
     "python": "axpo_env.tools.python:PythonTool",
     "calculator": "axpo_env.tools.calculator:calculator",
     "search": "axpo_env.tools.search:SearchTool",
     "search:serper": "axpo_env.tools.search:web_search",
+    "search:tavily": "axpo_env.tools.tavily:TavilySearchTool",
     "image_search": "axpo_env.tools.image_search:ImageSearchTool",
     # `search` (the name the agent sees) over a search benchmark's bundled fixture corpus
     "search:hrmmsearch": "axpo_env.tasks.hrmmsearch:fixture_search",
     "search:mmsearch": "axpo_env.tasks.mmsearch:fixture_search",
+}
+#: Named tool sets: a name here in `tools=[...]` stands for all of its tools.
+TOOL_SETS: dict[str, tuple[str, ...]] = {
+    # The tools the AXPO paper authors' models call (their project page, ByungKwanLee/AXPO-page):
+    # image_zoom_in (0-1000 bbox_2d, label, img_idx), python (code), tavily-search (query,
+    # max_results; offline over the local corpus unless $TAVILY_API_KEY is set).
+    "authors": ("crop:axpo", "python", "search:tavily"),
 }
 _REGISTRY: dict[str, Tool | Callable[[], Tool]] = {}
 _LOCK = threading.Lock()
@@ -274,13 +283,24 @@ def get_tool(spec: str | Tool | Callable[..., Any]) -> Tool:
 
 
 def resolve_tools(specs: Iterable[str | Tool | Callable[..., Any]]) -> list[Tool]:
-    """Tools for one env: each resolved and spawned; names must be unique."""
-    tools = [get_tool(s).spawn() for s in specs]
+    """Tools for one env: each resolved and spawned (a `TOOL_SETS` name gives each of its
+    tools); names must be unique."""
+    tools = [get_tool(s).spawn() for s in _expand(specs)]
     names = [t.name for t in tools]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ValueError(f"tools share the name(s) {dupes}; the agent could not tell them apart")
     return tools
+
+
+def _expand(specs: Iterable[str | Tool | Callable[..., Any]]) -> list[Any]:
+    """`specs` with each tool-set name replaced by its tools (a registered tool of the same
+    name wins)."""
+    out: list[Any] = []
+    for s in specs:
+        is_set = isinstance(s, str) and s in TOOL_SETS and s not in _REGISTRY
+        out.extend(TOOL_SETS[s] if is_set else [s])  # type: ignore[index]
+    return out
 
 
 def _lookup(name: str) -> Any:
@@ -291,8 +311,14 @@ def _lookup(name: str) -> Any:
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name == name:
             return ep.load()
+    if name in TOOL_SETS:
+        raise ToolNotFoundError(
+            f"{name!r} is a set of tools ({', '.join(TOOL_SETS[name])}), not one tool: pass it "
+            f"in gym.make(..., tools=[{name!r}]) or resolve_tools([{name!r}])."
+        )
     raise ToolNotFoundError(
-        f"no tool named {name!r}. Available: {', '.join(available_tools())}. "
+        f"no tool named {name!r}. Available: {', '.join(available_tools())}; tool sets: "
+        f"{', '.join(TOOL_SETS)}. "
         f"Pass a Tool object, register one with axpo_env.register_tool, or ship it under the "
         f"entry-point group {ENTRY_POINT_GROUP!r}."
     )
