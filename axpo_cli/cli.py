@@ -35,6 +35,8 @@ _EPILOG = """examples:
   axpo train --algo grpo --config run.yaml --learning-rate 2e-6
   axpo sft --data-path trajectories.jsonl --num-train-epochs 2
   axpo eval --model Qwen/Qwen3-VL-2B-Thinking --envs AXPO-MathVista-v0 --samples 4
+  axpo eval --model Qwen/Qwen3-VL-8B-Thinking --envs paper --samples 4 --paper-table 8B
+  axpo eval --rescore runs/eval --scoring lenient
   axpo view runs/eval
 
 Flags may be spelled with - or _ (--num-generations, --num_generations). In a --config file
@@ -359,31 +361,55 @@ def _guard(command: str, run: Callable[[], Any], failures: _Failures) -> tuple[A
 
 
 def _eval(config: EvalConfig) -> int:
-    """Run `axpo eval`; bad input and missing data are one-line errors, not tracebacks."""
+    """Run `axpo eval`; bad input and missing data are one-line errors, not tracebacks. With
+    --rescore it scores saved answers again; with --paper-table and no --model it only reads
+    output_dir's results; neither runs a model."""
     from agents.vllm_engine import EngineError
     from axpo_env.errors import DatasetError
     from evaluation.evaluate import EvalError, run_eval
     from evaluation.report import markdown
 
-    _say("eval", f"scoring answers in {config.scoring} mode"
-         + (" (each benchmark's published rules)" if config.scoring == "official" else
-            " (axpo's lenient rules; not comparable with published numbers)"))
-    report, status = _guard("eval", lambda: run_eval(config), [
+    failures: _Failures = [
         (EvalError, 2, lambda e: f"error: {e}"),
         (DatasetError, 1, lambda e: f"dataset error: {e}"),
         (EngineError, 1, lambda e: f"error: {e}; finished episodes are saved in "
          f"{config.output_dir}. Run the same command again to continue."),
         (KeyboardInterrupt, 130, lambda e: f"interrupted; finished episodes are saved in "
          f"{config.output_dir}. Run the same command again to continue."),
-    ])
+    ]
+    if config.rescore or not config.model:
+        return _eval_offline(config, [*failures[:2], (OSError, 1, lambda e: f"error: {e}"),
+                                      (KeyboardInterrupt, 130, lambda e: "interrupted")])
+    _say("eval", f"scoring answers in {config.scoring} mode"
+         + (" (each benchmark's published rules)" if config.scoring == "official" else
+            " (axpo's lenient rules; not comparable with published numbers)"))
+    report, status = _guard("eval", lambda: run_eval(config), failures)
     if status is not None:
         return status
     print(markdown(report))
+    if report.paper is not None:
+        print("\n" + report.paper.markdown())
     errors = report.average.get("errors", 0)
     if errors:
         _say("eval", f"{errors} episode(s) ended in an error and count as wrong (see 'error' in "
              "results.jsonl); --retry-errors runs them again.")
-    _say("eval", f"results, summary.md/.csv/.json and plots/ are in {config.output_dir}")
+    extra = ", paper_table.md/.json" if report.paper is not None else ""
+    _say("eval", f"results, summary.md/.csv/.json{extra} and plots/ are in {config.output_dir}")
+    return 0
+
+
+def _eval_offline(config: EvalConfig, failures: _Failures) -> int:
+    """`axpo eval --rescore DIR [--paper-table S]` or `axpo eval --paper-table S` (no model):
+    what a finished eval's saved results give, without running anything."""
+    from evaluation.rescore import offline
+
+    if config.rescore and config.model:
+        _say("eval", "--rescore runs no model: --model is not used")
+    done, status = _guard("eval", lambda: offline(config), failures)
+    if status is not None:
+        return status
+    print(done[0])
+    _say("eval", done[1])
     return 0
 
 

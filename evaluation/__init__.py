@@ -5,8 +5,10 @@
     report = run_eval(EvalConfig(model="http://localhost:8000/v1", envs=["paper"], samples=4))
 
 Beside `algorithms` (training), on top of `agents` and `axpo_env`: `evaluate` runs episodes
-(resumable, batched), `results` is the results.jsonl record, `report` the tables and plots,
-`metrics` the estimators (pass@k, the Thinking-Acting Gap) that training logs too.
+(resumable, batched), `envs` names the envs a run covers, `results` is the results.jsonl record,
+`report` the tables and plots, `metrics` the estimators (pass@k, the Thinking-Acting Gap) that
+training logs too; `paper_table` puts the AXPO paper's Pass@4 beside a run's (`--paper-table`),
+`rescore` scores a finished run's saved answers again without a model (`--rescore DIR`).
 Names are imported on first use; evaluating a server's model needs no torch.
 """
 
@@ -21,6 +23,7 @@ _EXPORTS = {
     "Report": "evaluation.report", "summarize": "evaluation.report",
     "markdown": "evaluation.report", "pass_at_k": "evaluation.metrics",
     "thinking_acting_gap": "evaluation.metrics",
+    "PaperTable": "evaluation.paper_table", "rescore": "evaluation.rescore",
 }
 
 __all__ = sorted(_EXPORTS)

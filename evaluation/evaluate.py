@@ -7,6 +7,8 @@ Episodes go through `agents.rollout` in batches and stream, one batch at a time,
 `<output_dir>/results.jsonl`, so an interrupted run picks up where it stopped: finished episodes are
 never recomputed and never lost. Each env's first line in that file records the settings its
 results depend on; resuming with other settings is refused rather than mixing two evaluations.
+`paper_table` prints the AXPO paper's Pass@4 beside the run's (`evaluation.paper_table`);
+`rescore` and a `paper_table` without a model read a finished run only (`evaluation.rescore`).
 
 An episode is identified by (env, task id, sample). Its env seed is `seed + j` with
 `j = item * samples + sample`, whatever the batch size or `--limit`; with a local model the
@@ -23,7 +25,7 @@ import inspect
 import sys
 import typing
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -34,6 +36,8 @@ from agents.loading import VLLM, is_server, is_tiny, load_policy
 from axpo_env.config_fields import check, config_field, documented
 from axpo_env.errors import ModelLoadError
 from axpo_env.tasks import SCORING_MODES, load_task_class
+from evaluation.envs import pairs as _pairs
+from evaluation.envs import resolve_envs
 from evaluation.report import Report, report_files, summarize, write_report
 from evaluation.results import EvalError, ResultsFile, check_settings
 
@@ -117,7 +121,8 @@ class EvalConfig:
     resume: bool = config_field(
         True, "Reuse the finished episodes in output_dir/results.jsonl (refused if they were run "
         "with other settings); --no-resume starts over: it deletes the files an earlier axpo "
-        "eval wrote there (results.jsonl, summary.md/.csv/.json, its charts in plots/, "
+        "eval wrote there (results.jsonl, summary.md/.csv/.json, paper_table.md/.json, its charts "
+        "in plots/, "
         "trajectories/episodes.jsonl) and nothing else; saved images stay, and a trajectories "
         "folder holding a training run's records is refused.", "logging")
     retry_errors: bool = config_field(
@@ -126,12 +131,29 @@ class EvalConfig:
     save_trajectories: bool = config_field(
         False, "Also save every episode's turns and tool images to output_dir/trajectories/ "
         "for `axpo view` (images once each, by content hash; README gives the cost).", "logging")
+    paper_table: Literal["2B", "4B", "8B"] | None = config_field(
+        None, "After the eval, print the AXPO paper's Pass@4 per benchmark at this scale (Base, "
+        "+GRPO, +AXPO, from the authors' page) beside this run's Pass@4, averaged as the paper "
+        "averages, and write paper_table.md/.json to output_dir. Without --model (and without "
+        "--rescore) it only reads output_dir's finished results: nothing runs.", "logging",
+        aliases={"2b": "2B", "4b": "4B", "8b": "8B"})
+    rescore: str | None = config_field(
+        None, "Output dir of a finished eval: score its saved answers again in --scoring mode "
+        "with the current scorers, without a model, and print what changed. The original stays "
+        "as it is; the rescored results and summaries go to --output-dir if it is set to "
+        "another folder, else to DIR/rescored-<mode>/.", "logging")
 
     def __post_init__(self) -> None:
         for name in _list_fields():
             setattr(self, name, _str_list(name, getattr(self, name)))
-        check(bool(self.model), "model is required: a checkpoint path, a hub name, an "
-               "OpenAI-compatible URL (http://host:port/v1) or 'tiny'")
+        if isinstance(self.paper_table, str):
+            self.paper_table = self.paper_table.upper()  # type: ignore[assignment]
+        check(self.paper_table in (None, "2B", "4B", "8B"),
+              f"paper_table must be 2B, 4B or 8B, got {self.paper_table!r}")
+        check(bool(self.model) or bool(self.rescore) or self.paper_table is not None,
+              "model is required: a checkpoint path, a hub name, an OpenAI-compatible URL "
+              "(http://host:port/v1) or 'tiny' (or --rescore DIR, or --paper-table alone to "
+              "read output_dir's finished results)")
         check(bool(self.envs), "envs must name at least one env (or 'paper', 'all')")
         for name, low in (("samples", 1), ("max_turns", 1), ("max_completion_length", 1),
                           ("batch_size", 1)):
@@ -168,61 +190,6 @@ def _str_list(name: str, value: Any) -> list[str] | None:
     check(items is not None and all(isinstance(v, str) for v in items),
           f"{name} must be a string or a list of strings, got {value!r}")
     return items
-
-
-# ------------------------------------------------------------------------------- inputs
-
-
-def resolve_envs(names: Sequence[str]) -> list[str]:
-    """Env ids to evaluate, in order; an unknown id is an `EvalError` listing the registered.
-    `module:Env-v0` (Gymnasium's form) imports `module` first, which registers the env."""
-    import importlib
-
-    from axpo_env import registered_envs
-    from axpo_env.tasks import PAPER_BENCHMARKS, PAPER_GROUPS
-
-    plain = []
-    for name in names:
-        module, colon, env_id = name.rpartition(":")
-        if colon:
-            try:
-                importlib.import_module(module)
-            except Exception as e:  # the user's module: any error importing it is theirs
-                raise EvalError(f"{name}: cannot import {module} ({type(e).__name__}: {e})"
-                                ) from None
-        plain.append(env_id if colon else name)
-    names = plain
-    known = registered_envs()
-    groups = {"all": known, "paper": list(PAPER_BENCHMARKS),
-              **{name: list(ids) for name, ids in PAPER_GROUPS.items()}}
-    out: list[str] = []
-    for name in names:
-        for env_id in groups.get(name, [name]):
-            if env_id not in known:
-                raise EvalError(f"unknown env {env_id!r}. Registered envs: {', '.join(known)} "
-                                "(or 'paper', 'reasoning', 'perception', 'search', 'all').")
-            if env_id not in out:
-                out.append(env_id)
-    return out
-
-
-def _pairs(values: Sequence[str] | None, envs: Sequence[str], flag: str,
-           bare_for_all: bool) -> dict[str, str]:
-    """ENV=VALUE pairs by env; a bare VALUE applies to every env (or to the only one)."""
-    out: dict[str, str] = {}
-    for value in values or []:
-        env, eq, rest = value.partition("=")
-        if not eq:
-            if not bare_for_all and len(envs) != 1:
-                raise EvalError(f"{flag} {value}: several envs are evaluated, so write ENV=PATH "
-                                f"pairs (envs: {', '.join(envs)})")
-            out.update({e: value for e in envs})
-        elif env not in envs:
-            raise EvalError(f"{flag} {value}: {env!r} is not among the evaluated envs "
-                            f"({', '.join(envs)})")
-        else:
-            out[env] = rest
-    return out
 
 
 # ------------------------------------------------------------------------------- policy
@@ -370,6 +337,12 @@ def run_eval(config: EvalConfig, policy: Any = None, progress: bool = True) -> R
     report = summarize(rows, config.samples, envs)
     report.scoring = {b.env_id: b.settings["scoring"] for b in benches}
     write_report(report, Path(config.output_dir), config.to_dict())
+    if config.paper_table:
+        from evaluation import paper_table
+
+        report.paper = paper_table.build(config.paper_table, rows,
+                                         {b.env_id: b.settings for b in benches})
+        report.paper.write(config.output_dir)
     return report
 
 

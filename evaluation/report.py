@@ -32,6 +32,7 @@ from evaluation.metrics import pass_at_k, thinking_acting_gap
 AVERAGE = "average"
 COUNTS = ("tasks", "episodes", "truncated", "errors")
 SUMMARIES = ("summary.md", "summary.csv", "summary.json")
+PAPER_TABLE_FILES = ("paper_table.md", "paper_table.json")  # `evaluation.paper_table`
 _PLOTTED = ("tool_use_rate", "tool_error_rate", "mean_turns", "all_wrong_tool_share",
             "all_wrong_no_tool_share")  # and pass@1, pass@k
 
@@ -46,6 +47,9 @@ class Report:
     #: The scoring mode of each benchmark ("official", "lenient", or "own rule" for a task
     #: without modes); empty when unknown.
     scoring: dict[str, str] = field(default_factory=dict)
+    #: The AXPO paper's table beside this run's (`evaluation.paper_table.PaperTable`), when
+    #: `paper_table` asked for it.
+    paper: Any = None
 
     def scoring_line(self) -> str:
         """One line saying how the answers were scored, naming benchmarks that differ."""
@@ -215,9 +219,10 @@ def _plot_name(key: str) -> str:
 
 def report_files(output_dir: Path) -> list[Path]:
     """The files `write_report` writes that exist in `output_dir` (the summaries and every
-    chart, pass@k of any k): what `--no-resume` removes so no stale one outlives its run."""
+    chart, pass@k of any k), and the paper table: what `--no-resume` removes so no stale one
+    outlives its run."""
     plots = output_dir / "plots"
-    found = [output_dir / name for name in SUMMARIES]
+    found = [output_dir / name for name in (*SUMMARIES, *PAPER_TABLE_FILES)]
     found += [plots / _plot_name(key) for key in ("pass@1", *_PLOTTED)]
     found += [p for p in sorted(plots.glob("pass_at_*.png")) if p.stem[8:].isdigit()]
     return [p for p in dict.fromkeys(found) if p.is_file()]

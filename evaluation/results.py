@@ -6,6 +6,7 @@ time and fsynced, so a crash loses at most the batch in flight; a torn last line
 the file is opened again. Text is valid UTF-8 both ways: a lone surrogate (a model's or a search
 engine's text) becomes U+FFFD. A finished episode whose numbers are impossible (a negative or
 huge count, a NaN reward) is not trusted: a warning names its line and the episode runs again.
+`SavedResults.read` reads a finished run's file without changing it (`--rescore`, `--paper-table`).
 """
 
 from __future__ import annotations
@@ -63,49 +64,60 @@ def _value_problem(row: dict[str, Any]) -> str | None:
     return None
 
 
-class ResultsFile:
-    """results.jsonl: a config line per env, then one line per finished episode.
+def read_rows(path: Path, hint: str = "use another --output-dir",
+              skipped: str = "that episode runs again") -> tuple[list[dict[str, Any]], int]:
+    """The trusted rows of a results.jsonl, read without changing it, and the byte length of
+    its complete lines (a torn last line is left out). A line that is not JSON or not a row
+    `axpo eval` writes is an `EvalError` naming it (`hint`: what to do besides removing it); an
+    episode with impossible numbers is left out with a warning (`skipped`: what follows)."""
+    data = path.read_bytes()
+    complete = data[:data.rfind(b"\n") + 1]  # drop a torn last line
+    rows: list[dict[str, Any]] = []
+    for n, line in enumerate(complete.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line.decode("utf-8", "replace"))
+        except (ValueError, RecursionError) as e:
+            raise EvalError(f"{path} line {n} is not JSON ({str(e)[:200]}); remove "
+                            f"that line or {hint}") from None
+        problem = _row_problem(row)
+        if problem:
+            raise EvalError(f"{path} line {n} is not a row axpo eval writes ({problem}); "
+                            f"remove that line or {hint}")
+        problem = _value_problem(row) if row["type"] == "episode" else None
+        if problem:
+            print(f"axpo eval: warning: {path} line {n} is not trusted ({problem}); "
+                  f"{skipped}", file=sys.stderr)
+            continue
+        rows.append(valid_text(row))
+    return rows, len(complete)
 
-    A torn last line (the process died mid-write) is dropped on open; an episode with impossible
-    numbers is skipped with a warning (it runs again; its line stays in the file); any other bad
-    line is an error, not silently skipped."""
 
-    def __init__(self, path: Path, resume: bool):
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.rows: list[dict[str, Any]] = []
-        if path.exists() and not resume:
-            print(f"axpo eval: --no-resume: starting over; the results in {path} are discarded",
-                  file=sys.stderr)
-            path.unlink()
-        if path.exists():
-            self._read()
-        self._file = path.open("a", encoding="utf-8")
+class SavedResults:
+    """The rows of a results.jsonl by env: what resume, `--rescore` and `--paper-table` read."""
 
-    def _read(self) -> None:
-        data = self.path.read_bytes()
-        complete = data[:data.rfind(b"\n") + 1]  # drop a torn last line
-        for n, line in enumerate(complete.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line.decode("utf-8", "replace"))
-            except (ValueError, RecursionError) as e:
-                raise EvalError(f"{self.path} line {n} is not JSON ({str(e)[:200]}); remove "
-                                "that line or use another --output-dir") from None
-            problem = _row_problem(row)
-            if problem:
-                raise EvalError(f"{self.path} line {n} is not a row axpo eval writes ({problem});"
-                                " remove that line or use another --output-dir")
-            problem = _value_problem(row) if row["type"] == "episode" else None
-            if problem:
-                print(f"axpo eval: warning: {self.path} line {n} is not trusted ({problem}); "
-                      "that episode runs again", file=sys.stderr)
-                continue
-            self.rows.append(valid_text(row))
-        if len(complete) < len(data):
-            with self.path.open("r+b") as f:
-                f.truncate(len(complete))
+    def __init__(self, path: Path, rows: list[dict[str, Any]]):
+        self.path, self.rows = path, rows
+
+    @classmethod
+    def read(cls, folder: str | Path, flag: str) -> SavedResults:
+        """A finished eval's results (`folder`: its output dir, or the results.jsonl itself),
+        read without changing a byte; `flag` names the option in the errors."""
+        path = Path(folder).expanduser()
+        path = path / "results.jsonl" if path.is_dir() else path
+        if not path.is_file():
+            raise EvalError(f"{flag} {folder}: no results.jsonl there; give the --output-dir "
+                            "of a finished axpo eval")
+        try:
+            rows, _ = read_rows(path, hint="fix the file", skipped="that episode is left out")
+        except OSError as e:
+            raise EvalError(f"{flag} {folder}: cannot read {path} ({e.strerror or e})") from None
+        return cls(path, rows)
+
+    def envs(self) -> list[str]:
+        """The envs that have finished episodes, in the order they first appear."""
+        return list(dict.fromkeys(r["env"] for r in self.rows if r["type"] == "episode"))
 
     def settings(self, env: str) -> dict[str, Any] | None:
         found = [r["config"] for r in self.rows if r.get("type") == "config" and r["env"] == env]
@@ -115,6 +127,32 @@ class ResultsFile:
         """The latest row of each (task id, sample) of `env`."""
         return {(r["task_id"], r["sample"]): r for r in self.rows
                 if r.get("type") == "episode" and r["env"] == env}
+
+
+class ResultsFile(SavedResults):
+    """results.jsonl: a config line per env, then one line per finished episode.
+
+    A torn last line (the process died mid-write) is dropped on open; an episode with impossible
+    numbers is skipped with a warning (it runs again; its line stays in the file); any other bad
+    line is an error, not silently skipped."""
+
+    def __init__(self, path: Path, resume: bool):
+        super().__init__(path, [])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists() and not resume:
+            print(f"axpo eval: --no-resume: starting over; the results in {path} are discarded",
+                  file=sys.stderr)
+            path.unlink()
+        if path.exists():
+            self._read()
+        self._file = path.open("a", encoding="utf-8")
+
+    def _read(self) -> None:
+        rows, complete = read_rows(self.path)
+        self.rows.extend(rows)
+        if complete < self.path.stat().st_size:
+            with self.path.open("r+b") as f:
+                f.truncate(complete)
 
     def append(self, rows: Sequence[dict[str, Any]]) -> None:
         """Write rows in one go and make them durable before the next batch starts."""
