@@ -9,13 +9,17 @@ tool text (tool output, task questions, dataset text) are swapped for placeholde
 only the template's own special tokens become special ids, and the placeholders are encoded back
 as the plain text they stand for (`split_special_tokens`). Where no message text spells a special
 token, the ids are exactly the tokenizer's ids of the rendered text. Assistant text is the
-model's own output and is encoded as the tokenizer reads it.
+model's own output and is encoded as the tokenizer reads it, except the image and video slot
+tokens (`<|image_pad|>`, `<|video_pad|>`): a model never keeps a sampled one (a turn ends
+before it), so one in assistant text is text, not an image.
 
 Text-only models get message content as one string: real text templates (Qwen3's) concatenate
 `messages[0].content + '\\n\\n'`, which fails on a list of parts.
 
 Images: the image processor runs on its own and each template `<|image_pad|>` becomes
-`grid_thw.prod() // merge_size**2` pad ids, as Qwen3-VL's processor expands them.
+`grid_thw.prod() // merge_size**2` pad ids, as Qwen3-VL's processor expands them. A template
+that writes more or fewer image slots than the messages have images (or a video slot) is an
+`ImagePlaceholderError`, never ids the model would fail on.
 """
 
 from __future__ import annotations
@@ -32,6 +36,12 @@ _CODE = 0xF0000  # placeholder k is _MARK + chr(_CODE + k) + _MARK
 _UNESCAPE = re.compile(f"{_MARK}([\U000f0000-\U000f0fff]){_MARK}")
 #: What the stand-in exchange of `reply` looks like (see `ChatEncoder.reply`).
 _STAND_IN = ({"role": "user", "content": "\x00"}, {"role": "assistant", "content": "\x01"})
+#: Special tokens that stand for an image's or a video's features.
+SLOT_TOKENS = ("<|image_pad|>", "<|video_pad|>")
+
+
+class ImagePlaceholderError(ValueError):
+    """The image slots of rendered text do not match the images given with it."""
 
 
 class ChatEncoder:
@@ -51,6 +61,8 @@ class ChatEncoder:
         self.special_ids = {t: self.tokenizer.convert_tokens_to_ids(t) for t in specials}
         self._escapes = [_MARK, *specials]
         self._escape_re = re.compile("|".join(re.escape(s) for s in self._escapes))
+        self.slot_tokens = [t for t in SLOT_TOKENS if t in self.special_ids]
+        self._slot_re = re.compile("|".join(re.escape(s) for s in [_MARK, *self.slot_tokens]))
         self._split_re = re.compile("(" + "|".join(re.escape(s) for s in specials) + ")"
                                     if specials else "(?!)")
         merge = getattr(getattr(processor, "image_processor", None), "merge_size", 2)
@@ -67,26 +79,33 @@ class ChatEncoder:
             msg = normalize_message(m, keep_images=self.is_vision)
             if not self.is_vision and isinstance(msg["content"], list):
                 msg["content"] = "".join(str(p.get("text", "")) for p in msg["content"])
-            if msg.get("role") != "assistant":
-                msg["content"] = self._escape_content(msg["content"])
+            slots_only = msg.get("role") == "assistant"
+            msg["content"] = self._escape_content(msg["content"], slots_only)
             out.append(msg)
         return out
 
-    def _escape_content(self, content: Any) -> Any:
+    def _escape_content(self, content: Any, slots_only: bool = False) -> Any:
+        escape = self.escape_slots if slots_only else self.escape
         if isinstance(content, str):
-            return self.escape(content)
+            return escape(content)
         parts: list[dict[str, Any]] = []
         for p in content:  # adjacent text parts merged: split, they could spell a token
             if _is_text(p) and parts and _is_text(parts[-1]):
                 parts[-1] = {**parts[-1], "text": parts[-1]["text"] + p["text"]}
             else:
                 parts.append(dict(p))
-        return [{**p, "text": self.escape(p["text"])} if _is_text(p) else p for p in parts]
+        return [{**p, "text": escape(p["text"])} if _is_text(p) else p for p in parts]
 
     def escape(self, text: str) -> str:
         """`text` with every special-token string (and the placeholder mark) as a placeholder."""
-        return self._escape_re.sub(
-            lambda m: f"{_MARK}{chr(_CODE + self._escapes.index(m.group()))}{_MARK}", text)
+        return self._escape_re.sub(self._placeholder, text)
+
+    def escape_slots(self, text: str) -> str:
+        """`text` with the image/video slot tokens (and the placeholder mark) as placeholders."""
+        return self._slot_re.sub(self._placeholder, text)
+
+    def _placeholder(self, m: re.Match) -> str:
+        return f"{_MARK}{chr(_CODE + self._escapes.index(m.group()))}{_MARK}"
 
     def unescape(self, text: str) -> str:
         return _UNESCAPE.sub(lambda m: self._escapes[ord(m.group(1)) - _CODE], text)
@@ -140,10 +159,17 @@ class ChatEncoder:
         pads = 0
         for i, piece in enumerate(self._split_re.split(text)):
             if i % 2:  # a special token the template wrote
-                if piece == self.image_pad and images and self.is_vision:
+                if piece in self.slot_tokens and self.is_vision:
+                    if piece != self.image_pad:
+                        raise ImagePlaceholderError(
+                            f"the chat template wrote a {piece} slot; videos are not supported "
+                            "(a message has a video part)")
                     if pads >= len(counts):
-                        raise ValueError(f"the template wrote more image slots than the "
-                                         f"{len(counts)} image(s) given")
+                        raise ImagePlaceholderError(
+                            f"image placeholder mismatch: the chat template wrote more "
+                            f"{piece} slots than the {len(counts)} image(s) of these messages "
+                            "(it adds image slots of its own, or renders a part the messages "
+                            "do not count as an image)")
                     ids += [self.special_ids[piece]] * counts[pads]
                     pads += 1
                 else:
@@ -152,7 +178,10 @@ class ChatEncoder:
                 ids += self.tokenizer(self.unescape(piece), add_special_tokens=False,
                                       split_special_tokens=True)["input_ids"]
         if pads != len(counts):
-            raise ValueError(f"the template wrote {pads} image slot(s) for {len(counts)} image(s)")
+            raise ImagePlaceholderError(
+                f"image placeholder mismatch: the chat template wrote {pads} <|image_pad|> "
+                f"slot(s) for the {len(counts)} image(s) of these messages (it drops images: "
+                "check how it renders the image parts of user and tool messages)")
         return ids, vision
 
     def encode_messages(self, messages: Sequence[Mapping[str, Any]],

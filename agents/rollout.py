@@ -22,6 +22,7 @@ import gymnasium as gym
 from tqdm.auto import tqdm
 
 from agents.actions import ActionSpan, find_action
+from agents.image_slots import policy_slot_error
 from agents.policy import Completion, Policy, SamplingParams, TokenPolicy
 from agents.tokens import TokenPrompt
 from axpo_env import EnvSnapshot
@@ -210,8 +211,11 @@ def rollout(env: Envs, policy: TokenPolicy | Policy, tasks: Sequence[str | int],
                         same = last[0] is not None and _equal(obs, last[0])
                         prompt = last[1] if same else policy.prompt(obs)
                         last = (obs, prompt)
-                    episodes.append(_Episode(e, traj, obs, prompt,
-                                             list(prompt.ids) if prompt else []))
+                    if (bad := policy_slot_error(prompt, policy)) is not None:
+                        traj.error = f"prompt: {bad}"  # never sampled: the batch goes on
+                    else:
+                        episodes.append(_Episode(e, traj, obs, prompt,
+                                                 list(prompt.ids) if prompt else []))
                 except Exception as exc:  # a bad task or image: record it, go on
                     traj.error = f"reset failed: {type(exc).__name__}: {exc}"
                 out.append(traj)
@@ -329,7 +333,7 @@ def _advance(ep: _Episode, completion: Completion, policy: TokenPolicy | Policy)
     traj = ep.trajectory
     if completion.finish_reason == "error":
         traj.error = completion.error
-        _finish(ep)
+        _finish(ep, policy=policy)
         return False
     snapshot = ep.env.unwrapped.snapshot()
     n_messages = len(snapshot.messages)
@@ -340,7 +344,7 @@ def _advance(ep: _Episode, completion: Completion, policy: TokenPolicy | Policy)
         logger.warning("env step failed", exc_info=True)
         traj.error = f"env step failed: {type(exc).__name__}: {exc}"
         traj.turns.append(Turn(snapshot, start, ep.pending_env_ids, completion))
-        _finish(ep, completion)
+        _finish(ep, completion, policy)
         return False
     reply = obs["messages"][n_messages + 1:]
     tokens = isinstance(policy, TokenPolicy)
@@ -350,25 +354,32 @@ def _advance(ep: _Episode, completion: Completion, policy: TokenPolicy | Policy)
                            terminated, truncated, info, reply, action))
     traj.reward, traj.info = float(reward), info
     if terminated or truncated:
-        _finish(ep, completion)
+        _finish(ep, completion, policy)
         return False
     tools, ep.observation = ep.observation["tools"], obs
     if not tokens:
         return True
     try:
-        ep.prompt, ep.pending_env_ids = policy.continue_prompt(ep.prompt, completion, reply,
-                                                               tools)
+        prompt, env_ids = policy.continue_prompt(ep.prompt, completion, reply, tools)
     except Exception as exc:
         traj.error = f"could not encode the env's reply: {type(exc).__name__}: {exc}"
-        _finish(ep, completion)
-        return False
-    return True
+    else:  # checked before the batch samples from it
+        if (bad := policy_slot_error(prompt, policy)) is None:
+            ep.prompt, ep.pending_env_ids = prompt, env_ids
+            return True
+        traj.error = f"after turn {len(traj.turns) - 1}: {bad}"
+    _finish(ep, completion, policy)
+    return False
 
 
-def _finish(ep: _Episode, last: Completion | None = None) -> None:
-    """Record the episode's whole token sequence, through `last`'s ids (token policies only)."""
+def _finish(ep: _Episode, last: Completion | None = None, policy: Any = None) -> None:
+    """Record the episode's whole token sequence, through `last`'s ids (token policies only);
+    a sequence whose image slots do not match its images is the episode's error."""
     if ep.prompt is not None:
         ep.trajectory.sequence = ep.prompt.extend(last.token_ids) if last else ep.prompt
+        bad = policy_slot_error(ep.trajectory.sequence, policy)
+        if bad is not None and ep.trajectory.error is None:
+            ep.trajectory.error = f"after turn {len(ep.trajectory.turns) - 1}: {bad}"
 
 
 def _join(kept: Completion, rest: Completion, policy: TokenPolicy) -> Completion:

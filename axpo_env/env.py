@@ -27,6 +27,15 @@ _ANSWER_RULE = (
     "</tool_call>; its result comes back in the next message. When you know the answer, "
     "write it as <answer>...</answer>."
 )
+_ANSWER_RULES = {
+    "hermes": _ANSWER_RULE,
+    "qwen3_coder": (
+        "To use a tool, write one call per turn as <tool_call>\n<function=NAME>\n"
+        "<parameter=ARGUMENT>\nVALUE\n</parameter>\n</function>\n</tool_call>; its result "
+        "comes back in the next message. When you know the answer, write it as "
+        "<answer>...</answer>."
+    ),
+}
 
 
 class ToolUseEnv(gym.Env[dict, str]):
@@ -58,6 +67,13 @@ class ToolUseEnv(gym.Env[dict, str]):
     Prompt format: ``prompt_format="deepeyes"`` words the system prompt, question and tool
     replies as that checkpoint family was trained (see `axpo_env.prompt_formats`).
 
+    Tool-call format: ``tool_call_format="hermes"`` (default) reads Hermes JSON calls (Qwen2.5,
+    Qwen3, Qwen3-VL); ``"qwen3_coder"`` reads the XML calls of Qwen3.5, Qwen3.6 and Qwen3-Coder,
+    ``<tool_call><function=NAME><parameter=ARG>VALUE</parameter></function></tool_call>`` (a
+    tag a line), each value typed by the tool's JSON schema (see `axpo_env.protocol_xml`).
+    The env's own system prompt, and its tool list with ``tools_in_prompt``, describe that
+    format; write scripted calls with ``render_tool_call(..., tool_call_format=...)``.
+
     Snapshot/restore: ``snapshot()`` returns an immutable, picklable `EnvSnapshot`;
     ``restore(s)`` continues from it exactly, stateful tools (the Python session) included.
     """
@@ -78,6 +94,7 @@ class ToolUseEnv(gym.Env[dict, str]):
         render_mode: str | None = None,
         task_options: Mapping[str, Any] | None = None,
         prompt_format: str | PromptFormat | None = None,
+        tool_call_format: str = "hermes",
     ):
         if max_turns < 1:
             raise ValueError(f"max_turns must be >= 1, got {max_turns}")
@@ -95,6 +112,7 @@ class ToolUseEnv(gym.Env[dict, str]):
         self.render_mode = render_mode
         self._system_prompt = system_prompt
         self.prompt_format = get_prompt_format(prompt_format)
+        self.tool_call_format = protocol.check_tool_call_format(tool_call_format)
         self.observation_space = observation_space()
         self.action_space = UnicodeText(max_length=None)
         self._item: TaskItem | None = None
@@ -158,7 +176,8 @@ class ToolUseEnv(gym.Env[dict, str]):
         parsed = (
             protocol.ParsedTurn("", error=f"Your turn has {len(action)} characters; the limit "
                                 f"is {self.max_action_chars}. Write a shorter turn.")
-            if len(action) > self.max_action_chars else protocol.parse_turn(action)
+            if len(action) > self.max_action_chars
+            else protocol.parse_turn(action, self.tool_call_format, self.tool_schemas)
         )
         if parsed.error:
             format_errors += 1
@@ -266,8 +285,8 @@ class ToolUseEnv(gym.Env[dict, str]):
             return self.prompt_format.system_prompt
         parts = [self.task.instructions]
         if self.tools_in_prompt and self.tools:
-            parts.append(protocol.render_tools_block(self.tool_schemas))
-        parts.append(_ANSWER_RULE)
+            parts.append(protocol.render_tools_block(self.tool_schemas, self.tool_call_format))
+        parts.append(_ANSWER_RULES[self.tool_call_format])
         return "\n\n".join(parts)
 
     def _require_state(self) -> EnvSnapshot:
