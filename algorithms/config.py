@@ -20,7 +20,7 @@ from typing import Any, Literal, TypeVar
 from axpo_env.config_fields import check as _check
 from axpo_env.config_fields import config_field as _field
 from axpo_env.config_fields import documented as _document
-from axpo_env.config_fields import literal_choices
+from axpo_env.config_fields import literal_choices, string_list
 
 REPORTERS = ("jsonl", "csv", "tensorboard", "stdout")
 
@@ -323,13 +323,8 @@ class GRPOConfig(_Config):
         super().__post_init__()
         for name in ("tools", "task_ids", "reward_funcs", "task_options", "eval_task_ids",
                      "lora_target_modules"):
-            value = getattr(self, name)
-            value = [value] if isinstance(value, str) else value  # one name, not its letters
-            _check(value is None or (isinstance(value, list | tuple)
-                                     and all(isinstance(v, str) for v in value)),
-                   f"{name} must be None or a list of strings, got {value!r}")
-            if value is not None:
-                setattr(self, name, list(value))
+            setattr(self, name, string_list(name, getattr(self, name),
+                                            "None or a list of strings"))
         if self.reward_weights is not None:
             weights = [self.reward_weights] if isinstance(self.reward_weights, str | int | float) \
                 else list(self.reward_weights)

@@ -58,6 +58,19 @@ def check(ok: bool, message: str) -> None:
         raise ValueError(message)
 
 
+def string_list(name: str, value: Any, expected: str = "a string or a list of strings"
+                ) -> list[str] | None:
+    """A list field's value as a list of strings: one string is a one-element list (iterated,
+    `split="test"` was the splits 't', 'e', 's', 't'); anything but strings is a ValueError
+    naming the field and what it expects."""
+    if value is None or isinstance(value, str):
+        return value if value is None else [value]
+    items = list(value) if isinstance(value, (list, tuple)) else None
+    check(items is not None and all(isinstance(v, str) for v in items),
+          f"{name} must be {expected}, got {value!r}")
+    return items
+
+
 @functools.cache
 def literal_choices(cls: type) -> dict[str, tuple[str, ...]]:
     """The allowed values of each `Literal[...]` field of a config class, by field name."""

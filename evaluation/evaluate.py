@@ -33,7 +33,7 @@ from typing import Any, Literal
 import gymnasium as gym
 
 from agents.loading import VLLM, is_server, is_tiny, load_policy
-from axpo_env.config_fields import check, config_field, documented
+from axpo_env.config_fields import check, config_field, documented, string_list
 from axpo_env.errors import ModelLoadError
 from axpo_env.tasks import SCORING_MODES, load_task_class
 from evaluation.envs import pairs as _pairs
@@ -145,7 +145,7 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         for name in _list_fields():
-            setattr(self, name, _str_list(name, getattr(self, name)))
+            setattr(self, name, string_list(name, getattr(self, name)))
         if isinstance(self.paper_table, str):
             self.paper_table = self.paper_table.upper()  # type: ignore[assignment]
         check(self.paper_table in (None, "2B", "4B", "8B"),
@@ -179,17 +179,6 @@ def _list_fields() -> tuple[str, ...]:
     hints = typing.get_type_hints(EvalConfig)
     return tuple(f.name for f in dataclasses.fields(EvalConfig)
                  if list[str] in (hints[f.name], *typing.get_args(hints[f.name])))
-
-
-def _str_list(name: str, value: Any) -> list[str] | None:
-    """`value` as a list of strings: one string is a one-element list (iterated, `split="test"`
-    was the splits 't', 'e', 's', 't'); anything but strings is a ValueError naming the field."""
-    if value is None or isinstance(value, str):
-        return value if value is None else [value]
-    items = list(value) if isinstance(value, (list, tuple)) else None
-    check(items is not None and all(isinstance(v, str) for v in items),
-          f"{name} must be a string or a list of strings, got {value!r}")
-    return items
 
 
 # ------------------------------------------------------------------------------- policy
