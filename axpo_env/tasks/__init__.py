@@ -32,6 +32,7 @@ class TaskSpec:
 BUILTIN_TASKS: tuple[TaskSpec, ...] = (
     TaskSpec("AXPO-ToolArith-v0", "axpo_env.tasks.tool_arith:ToolArith"),
     TaskSpec("AXPO-ZoomBoxes-v0", "axpo_env.tasks.zoom_boxes:ZoomBoxes"),
+    TaskSpec("AXPO-ZoomRegime-v0", "axpo_env.tasks.zoom_regime:ZoomRegime"),
     # the paper's reasoning benchmarks
     TaskSpec("AXPO-MathVision-v0", "axpo_env.tasks.mathvision:MathVision"),
     TaskSpec("AXPO-DynaMath-v0", "axpo_env.tasks.dynamath:DynaMath"),
