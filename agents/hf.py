@@ -6,8 +6,12 @@ template (tools passed as `tools=`) and samples. Under it, `sample(prompts)` wor
 so the ids trained on are exactly the ids the model was fed and generated (see `agents.rollout`).
 
 Logprobs and entropies are those of the distribution actually sampled from: temperature, top-k
-and top-p are applied by our own logits processor (`warp`), which records them, and `score`
-applies the same `warp` to a teacher-forced forward pass, so re-scoring reproduces them.
+and top-p are applied by our own `warp`, which records them, and `score` applies the same
+`warp` to a teacher-forced forward pass, so re-scoring reproduces them.
+
+Decoding runs `agents.decode.decode` (prefill, then one forward per token, finished rows
+dropped); `HFPolicy.decoding = "generate"` runs transformers' `generate` with a recording logits
+processor instead, the reference the loop is tested against (same ids for a seed).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import torch
 
 from agents import pretrained
 from agents.chat_policy import ChatTokenPolicy, eos_ids
+from agents.decode import decode
 from agents.policy import Completion, SamplingParams
 from agents.tokens import TokenPrompt
 
@@ -94,9 +99,14 @@ class HFPolicy(ChatTokenPolicy):
             prompt then has to name them.
     """
 
+    #: "loop": `agents.decode` (the default, cheaper); "generate": transformers' `generate`
+    #: with a recording logits processor (the reference; same ids and records for a seed).
+    decoding = "loop"
+
     def __init__(self, model: Any, processor: Any, max_context: int | None = None,
                  render_tools: bool = True):
         self.model = model.eval()
+        self._pieces: dict[int, str] = {}
         text_config = getattr(model.config, "text_config", model.config)
         super().__init__(processor, eos_ids(getattr(model, "generation_config", None),
                                             getattr(processor, "tokenizer", processor)),
@@ -173,6 +183,30 @@ class HFPolicy(ChatTokenPolicy):
 
     def _generate(self, inputs: dict[str, torch.Tensor], sampling: SamplingParams,
                   **extra: Any) -> list[Completion]:
+        if self.decoding == "generate":
+            return self._generate_hf(inputs, sampling, **extra)
+        if sampling.seed is not None:
+            torch.manual_seed(sampling.seed)
+        stops = [s for s in sampling.stop if s]
+        rows = decode(self.model, inputs, sampling, warp,
+                      end_ids=[*self.eos_ids, *self.vision_slot_ids],
+                      stopped=lambda ids: self._has_stop(ids, stops),
+                      stop_chars="".join({s[-1] for s in stops}), token_text=self._piece,
+                      cache=extra.get("cache"))
+        return [self._completion(r.ids, r.logprobs, r.entropies, sampling) for r in rows]
+
+    def _piece(self, token: int) -> str:
+        if (text := self._pieces.get(token)) is None:
+            text = self._pieces[token] = self.tokenizer.decode([token],
+                                                               skip_special_tokens=False)
+        return text
+
+    def _has_stop(self, ids: list[int], stops: Sequence[str]) -> bool:
+        text = self.tokenizer.decode(ids, skip_special_tokens=False)
+        return any(s in text for s in stops)
+
+    def _generate_hf(self, inputs: dict[str, torch.Tensor], sampling: SamplingParams,
+                     **extra: Any) -> list[Completion]:
         recorder = _Recorder(sampling)
         if sampling.seed is not None:
             torch.manual_seed(sampling.seed)
@@ -191,16 +225,16 @@ class HFPolicy(ChatTokenPolicy):
             logits_processor=LogitsProcessorList([recorder]))
         new = result.sequences[:, inputs["input_ids"].shape[1]:]
         logp, entropy = recorder.finish(new[:, -1])
-        return [self._completion(new[b].tolist(), logp[b], entropy[b], sampling)
-                for b in range(new.shape[0])]
+        return [self._completion(new[b].tolist(), logp[b].tolist(), entropy[b].tolist(),
+                                 sampling) for b in range(new.shape[0])]
 
-    def _completion(self, ids: list[int], logp: torch.Tensor, entropy: torch.Tensor,
+    def _completion(self, ids: list[int], logp: list[float], entropy: list[float],
                     sampling: SamplingParams) -> Completion:
         end, reason = self.turn_end(ids, sampling.stop)
         ids = ids[:end]
         return Completion(
             text=self.tokenizer.decode(ids, skip_special_tokens=False), token_ids=ids,
-            logprobs=logp[:end].tolist(), entropies=entropy[:end].tolist(), finish_reason=reason)
+            logprobs=logp[:end], entropies=entropy[:end], finish_reason=reason)
 
     def _collate(self, prompts: list[TokenPrompt]) -> dict[str, torch.Tensor]:
         """Left-pad a batch; vision inputs are concatenated in batch order."""
