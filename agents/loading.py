@@ -34,7 +34,8 @@ def load_policy(spec: str | Path, *, token_level: bool = False, device: str | No
                 dtype: Any = None, api_key: str | None = None,
                 served_model_name: str | None = None, timeout_s: float = 60.0,
                 max_workers: int = 8, vllm_settings: Any = None,
-                render_tools: bool | None = None, **kwargs: Any) -> Any:
+                render_tools: bool | None = None, tool_call_format: str = "hermes",
+                **kwargs: Any) -> Any:
     """The policy a model spec names.
 
     - '' or 'tiny': the embedded tiny Qwen3-VL (`agents.tiny`), built offline; smoke tests only.
@@ -52,7 +53,9 @@ def load_policy(spec: str | Path, *, token_level: bool = False, device: str | No
       name, "auto" meaning bfloat16 on a GPU and float32 elsewhere (default float32).
 
     `render_tools` (a local or vLLM model): whether prompts carry the tool schemas; None: as
-    the checkpoint records (`axpo sft`/`axpo train` write it), else True. `token_level=True`
+    the checkpoint records (`axpo sft`/`axpo train` write it), else True. `tool_call_format`
+    (a server): the env's, for `OpenAIPolicy`'s native tool calls; a local model's output is
+    the env's to read, so it does not apply there. `token_level=True`
     (training) refuses a server: RL and SFT need the model's token ids.
     Raises `ModelLoadError` with what to check when nothing loads.
     """
@@ -68,7 +71,7 @@ def load_policy(spec: str | Path, *, token_level: bool = False, device: str | No
         key = api_key or os.environ.get("OPENAI_API_KEY")
         name = served_model_name or served_model(spec, key, timeout_s)
         return OpenAIPolicy(spec, model=name, api_key=key, timeout_s=timeout_s,
-                            max_workers=max_workers)
+                            max_workers=max_workers, tool_call_format=tool_call_format)
     import torch
 
     from agents import tiny

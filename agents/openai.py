@@ -13,7 +13,9 @@ consecutive ones merged, as Qwen's template renders them (role ``tool`` would ne
 the server's chat template renders them, but no parser rewrites the output.
 
 ``tools_mode="native"``: ``tools`` go to the server's tool parser (vLLM:
-``--enable-auto-tool-choice --tool-call-parser hermes``); an assistant's ``<tool_call>`` text
+``--enable-auto-tool-choice --tool-call-parser hermes``, or ``qwen3_coder`` with
+``tool_call_format="qwen3_coder"``: the env's format, in which calls are read from the
+assistant's text and written back); an assistant's ``<tool_call>`` text
 becomes ``tool_calls`` with ids and the next tool messages role ``tool`` with those ids (one
 with no call left to answer falls back to the text mapping); returned ``tool_calls`` are
 rendered back into ``<tool_call>`` text. Images in tool results stay in the ``tool`` message,
@@ -47,6 +49,7 @@ from agents.openai_messages import (
     to_openai,
 )
 from agents.policy import Completion, Conversation, SamplingParams, split_conversation
+from axpo_env.protocol import check_tool_call_format
 from axpo_env.text import valid_text
 from axpo_env.tools._http import HTTPProblem, fetch, new_session, parse_json
 
@@ -69,6 +72,8 @@ class OpenAIPolicy:
     refused (an error completion). ``extra_body`` is merged into every request last, for
     server extensions: vLLM's ``{"return_token_ids": True}`` or ``{"return_tokens_as_token_ids":
     True}`` give token ids. ``send_tools=False`` when the env writes the tools into the prompt.
+    ``tool_call_format``: the env's (``ToolUseEnv.tool_call_format``); native tool calls are
+    converted from and to it.
 
     Approximations: ``entropies`` are a lower bound on the true entropy from the
     ``top_logprobs`` alternatives (their terms, plus -r log r for the unlisted mass r), empty
@@ -82,7 +87,7 @@ class OpenAIPolicy:
                  tools_mode: Literal["text", "native"] = "text",
                  extra_body: Mapping[str, Any] | None = None, logprobs: bool = True,
                  top_logprobs: int = 5, send_tools: bool = True, backoff_s: float = 0.5,
-                 max_response_bytes: int = MAX_RESPONSE_BYTES):
+                 max_response_bytes: int = MAX_RESPONSE_BYTES, tool_call_format: str = "hermes"):
         if tools_mode not in ("text", "native"):
             raise ValueError(f"tools_mode must be 'text' or 'native', got {tools_mode!r}")
         if max_workers < 1 or retries < 0:
@@ -93,6 +98,7 @@ class OpenAIPolicy:
         self.retries = retries
         self.max_workers = max_workers
         self.tools_mode = tools_mode
+        self.tool_call_format = check_tool_call_format(tool_call_format)
         self.extra_body = dict(extra_body or {})
         self.logprobs = logprobs
         self.top_logprobs = top_logprobs
@@ -173,7 +179,8 @@ class OpenAIPolicy:
     ) -> dict[str, Any]:
         messages, tools = split_conversation(conv)
         body: dict[str, Any] = {
-            "model": self.model, "messages": to_openai(messages, self.tools_mode, urls),
+            "model": self.model,
+            "messages": to_openai(messages, self.tools_mode, urls, self.tool_call_format, tools),
             "n": n, "max_tokens": sampling.max_new_tokens,
             "temperature": sampling.temperature, "top_p": sampling.top_p,
         }
@@ -246,7 +253,8 @@ class OpenAIPolicy:
             text = "".join(p.get("text", "") for p in text if isinstance(p, dict))
         calls = message.get("tool_calls") or []
         if calls:
-            text = (text + "\n" if text.strip() else "") + render_calls(calls)
+            rendered = render_calls(calls, self.tool_call_format)
+            text = (text + "\n" if text.strip() else "") + rendered
         elif finish == "stop":
             text = restore_stop(text, choice, sampling.stop)
         reasoning = message.get("reasoning_content") or message.get("reasoning")

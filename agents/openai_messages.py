@@ -2,7 +2,8 @@
 
 Text mode: tool results become user turns wrapped in `<tool_response>` (as Qwen's template
 renders them), images become PNG data URLs encoded once per image. Native mode: the assistant's
-`<tool_call>` text becomes `tool_calls` and tool results role "tool" messages with ids.
+`<tool_call>` text becomes `tool_calls` and tool results role "tool" messages with ids. Calls
+are read and written in the env's `tool_call_format` (Hermes JSON or `qwen3_coder` XML).
 Stop strings the server strips are put back so the env sees complete tool calls.
 """
 
@@ -25,7 +26,12 @@ _PNG_MODES = {"1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"}
 _MISSING = object()
 
 
-def to_openai(messages: list[Any], mode: str, urls: dict[int, Any]) -> list[dict[str, Any]]:
+def to_openai(messages: list[Any], mode: str, urls: dict[int, Any],
+              tool_call_format: str = "hermes",
+              tools: Sequence[Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The env's messages as chat-completions messages. Native `mode`: an assistant's calls
+    are read in `tool_call_format` (`tools`: the schemas that type a `qwen3_coder` call's
+    values)."""
     out: list[dict[str, Any]] = []
     pending: list[str] = []  # native mode: ids of the last assistant's calls not yet answered
     last_was_tool = False
@@ -45,7 +51,7 @@ def to_openai(messages: list[Any], mode: str, urls: dict[int, Any]) -> list[dict
                 parts, out = _merge_text(parts), out[:-1]
             out.append({"role": "user", "content": _simplify(parts)})
         elif role == "assistant" and mode == "native":
-            msg = _native_assistant(parts, i)
+            msg = _native_assistant(parts, i, tool_call_format, tools)
             pending = [c["id"] for c in msg.get("tool_calls", [])]
             out.append(msg)
         elif role in ("system", "user", "assistant", "developer"):
@@ -137,7 +143,8 @@ def safe_encode(image: Image.Image) -> str | Exception:
         return e
 
 
-def _native_assistant(parts: list[dict[str, Any]], index: int) -> dict[str, Any]:
+def _native_assistant(parts: list[dict[str, Any]], index: int, tool_call_format: str = "hermes",
+                      tools: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """Split the tool calls after the last `</think>` into OpenAI `tool_calls`, read by the
     env's own parser (`axpo_env.protocol`), so both agree on what a call is."""
     if any(p["type"] != "text" for p in parts):
@@ -146,7 +153,7 @@ def _native_assistant(parts: list[dict[str, Any]], index: int) -> dict[str, Any]
     cut = text.rfind(THINK_END)
     cut = cut + len(THINK_END) if cut >= 0 else 0
     head, body = text[:cut], text[cut:]
-    found, outside = split_calls(body)
+    found, outside = split_calls(body, tool_call_format, tools)
     if not found or any(c.error is not None for c in found):
         return {"role": "assistant", "content": text}  # no call, or unreadable: keep it as text
     calls = [{"id": f"call_{index}_{j}", "type": "function",
@@ -206,8 +213,11 @@ def restore_stop(text: str, choice: dict[str, Any], stops: Sequence[str]) -> str
     return text + best if best else text
 
 
-def render_calls(calls: list[Any]) -> str:
-    """A server's `tool_calls` as the `<tool_call>` text the env reads."""
+def render_calls(calls: list[Any], tool_call_format: str = "hermes") -> str:
+    """A server's `tool_calls` as the `<tool_call>` text the env reads, in its
+    `tool_call_format`. A call that format cannot write (`qwen3_coder`: arguments that are not
+    a JSON object, a name with spaces) is written as Hermes JSON, which the env then refuses
+    with a message that names its format."""
     rendered = []
     for call in calls:
         fn = call.get("function", {}) if isinstance(call, dict) else {}
@@ -217,5 +227,9 @@ def render_calls(calls: list[Any]) -> str:
                 args = json.loads(args) if args.strip() else {}
             except ValueError:  # kept as a JSON string: the env tells the model it is broken
                 args = json.dumps(args, ensure_ascii=False)
-        rendered.append(render_tool_call(fn.get("name"), args, ensure_ascii=False))
+        try:
+            rendered.append(render_tool_call(fn.get("name"), args, ensure_ascii=False,
+                                             tool_call_format=tool_call_format))
+        except ValueError:  # only qwen3_coder refuses: see the docstring
+            rendered.append(render_tool_call(fn.get("name"), args, ensure_ascii=False))
     return "\n".join(rendered)

@@ -17,10 +17,11 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
+from axpo_env.config_fields import ToolCallFormat, literal_choices, string_list
 from axpo_env.config_fields import check as _check
 from axpo_env.config_fields import config_field as _field
 from axpo_env.config_fields import documented as _document
-from axpo_env.config_fields import literal_choices, string_list
+from axpo_env.config_fields import tool_call_format_field as _format_field
 
 REPORTERS = ("jsonl", "csv", "tensorboard", "stdout")
 
@@ -123,6 +124,9 @@ class GRPOConfig(_Config):
         "the checkpoint records it (axpo sft records whether its demos had them, axpo train "
         "what it trained with; a model from elsewhere: yes), so a model meets the prompt it was "
         "trained on.", "model")
+    tool_call_format: ToolCallFormat = _format_field(
+        "model", "The envs read the agent's calls in this format and word their prompt for it "
+        "(ToolUseEnv(tool_call_format=...)); the saved trajectories are read in it too.")
     max_turns: int = _field(
         4, "Agent turns per episode; each is one tool call or the final answer, so 4 allows up "
         "to 3 tool calls. Running out of turns truncates the episode with reward 0. Rollout cost "
@@ -508,6 +512,9 @@ class SFTConfig(_Config):
         4096, "Tokens per trajectory; longer ones are truncated at the end. TRL uses 1024, but a "
         "multi-turn trajectory with images (hundreds of tokens each) often exceeds that, and "
         "truncation would cut the final answer SFT must teach.", "data")
+    tool_call_format: ToolCallFormat = _format_field(
+        "data", "The structured tool_calls of an assistant message are written so in its "
+        "target text; calls already written in a message's text stay as they are.")
     tokenized_cache_size: int = _field(
         4096, "Trajectories kept tokenized (ids, labels, image tensors) after their first use, so "
         "later epochs skip the chat template and the image processor (a third of a tiny model's "

@@ -23,12 +23,14 @@ MALFORMED = ("<malformed>", {})
 
 
 def tool_call_diversity(policy: TokenPolicy, trajectories: Sequence[Trajectory], n: int = 16,
-                        sampling: SamplingParams | None = None, iou: float = 0.5
-                        ) -> dict[str, float]:
+                        sampling: SamplingParams | None = None, iou: float = 0.5,
+                        tool_call_format: str = "hermes",
+                        tools: Sequence[dict[str, Any]] | None = None) -> dict[str, float]:
     """Probe every failed tool-using rollout of `trajectories` (as recorded by
     `agents.rollout`). Returns `prefixes` probed, `mean_clusters` and `collapsed_share` (the
     share of prefixes whose `n` calls fall in one cluster). Calls that do not parse form one
-    cluster of their own."""
+    cluster of their own. `tool_call_format` and `tools`: the env's (`env.unwrapped`'s
+    attributes of those names), so calls are read as the env read them."""
     sampling = sampling or SamplingParams()
     counts = []
     for t in trajectories:
@@ -41,7 +43,8 @@ def tool_call_diversity(policy: TokenPolicy, trajectories: Sequence[Trajectory],
                                        skip_special_tokens=False)
         prefix = t.sequence.prefix(first.generated_start + keep, policy.patches_per_token)
         completions = policy.sample_shared(prefix, n, sampling)
-        counts.append(len(cluster_calls([_first_call(kept + c.text) for c in completions], iou)))
+        calls = [_first_call(kept + c.text, tool_call_format, tools) for c in completions]
+        counts.append(len(cluster_calls(calls, iou)))
     return {
         "prefixes": float(len(counts)),
         "mean_clusters": float(np.mean(counts)) if counts else 0.0,
@@ -63,8 +66,9 @@ def cluster_calls(calls: Sequence[tuple[str, dict[str, Any]]], iou: float = 0.5
     return clusters
 
 
-def _first_call(text: str) -> tuple[str, dict[str, Any]]:
-    calls = parse_turn(text).calls
+def _first_call(text: str, tool_call_format: str = "hermes",
+                tools: Sequence[dict[str, Any]] | None = None) -> tuple[str, dict[str, Any]]:
+    calls = parse_turn(text, tool_call_format, tools).calls
     if not calls or calls[0].error is not None:
         return MALFORMED
     return calls[0].name, calls[0].arguments

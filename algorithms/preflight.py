@@ -33,6 +33,8 @@ def env_kwargs(config: GRPOConfig) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"max_turns": config.max_turns}
     if config.tools is not None:
         kwargs["tools"] = list(config.tools)
+    if config.tool_call_format != "hermes":  # a plugin env need not take the keyword
+        kwargs["tool_call_format"] = config.tool_call_format
     if config.split is not None:
         kwargs["split"] = config.split
     if config.data_dir is not None:

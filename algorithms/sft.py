@@ -127,14 +127,17 @@ def _resolve_image(part: dict, i: int, root: Path) -> str:
 
 
 def tokenize_example(processor: Any, example: dict[str, Any],
-                     max_length: int | None = None) -> dict[str, torch.Tensor]:
+                     max_length: int | None = None,
+                     tool_call_format: str = "hermes") -> dict[str, torch.Tensor]:
     """input_ids and labels (IGNORE except on assistant turns), plus pixel_values and
     image_grid_thw when there are images. Longer than `max_length`: cut at the end (never
-    through an image's tokens), as the config documents."""
+    through an image's tokens), as the config documents. Structured `tool_calls` are written
+    in `tool_call_format` (`assistant_text`)."""
     chat = ChatEncoder(processor)
     try:
         ids, labels, pixels, grids = [], [], [], []
-        for text, target, images in _pieces(chat, example["messages"], example.get("tools")):
+        for text, target, images in _pieces(chat, example["messages"], example.get("tools"),
+                                            tool_call_format):
             piece_ids, vision = chat.encode(text, images)
             piece = torch.tensor(piece_ids, dtype=torch.long)
             if vision:
@@ -153,8 +156,8 @@ def tokenize_example(processor: Any, example: dict[str, Any],
     return out
 
 
-def _pieces(chat: ChatEncoder, msgs: list[dict], tools: list[dict] | None
-            ) -> list[tuple[str, bool, list[Any]]]:
+def _pieces(chat: ChatEncoder, msgs: list[dict], tools: list[dict] | None,
+            tool_call_format: str = "hermes") -> list[tuple[str, bool, list[Any]]]:
     """(text, is_assistant_target, images in it) segments laid out as an `HFPolicy` rollout
     lays them out: the prompt through the generation prompt, each assistant turn as the model
     writes it, then `ChatEncoder.reply` for the env's messages up to the next turn."""
@@ -163,7 +166,8 @@ def _pieces(chat: ChatEncoder, msgs: list[dict], tools: list[dict] | None
     text, images = chat.render(msgs[:turns[0]], tools, True)
     pieces = [(text, False, images)]
     for k, i in enumerate(turns):
-        target = assistant_text(msgs[i], opened_thinking=pieces[-1][0].endswith("<think>\n"))
+        target = assistant_text(msgs[i], opened_thinking=pieces[-1][0].endswith("<think>\n"),
+                                tool_call_format=tool_call_format)
         pieces.append((target, True, []))
         if k + 1 < len(turns):
             ended = eos if eos and target.endswith(eos) else None  # the model ended it
@@ -172,10 +176,12 @@ def _pieces(chat: ChatEncoder, msgs: list[dict], tools: list[dict] | None
     return pieces
 
 
-def assistant_text(message: dict[str, Any], opened_thinking: bool) -> str:
+def assistant_text(message: dict[str, Any], opened_thinking: bool,
+                   tool_call_format: str = "hermes") -> str:
     """What the model generates for an assistant message: its text as it is (no end-of-turn
     token unless the text has one; no empty thinking block the template would insert), with
-    `reasoning_content` and `tool_calls` written as Qwen's templates write them. After a
+    `reasoning_content` and `tool_calls` written as Qwen's templates write them (`tool_calls`
+    in `tool_call_format`: Qwen3's Hermes JSON, or Qwen3.5's `qwen3_coder` XML). After a
     generation prompt that already opened `<think>` (`opened_thinking`), a leading `<think>` in
     the text is that same tag and is not generated again."""
     content = message.get("content") or ""
@@ -192,8 +198,23 @@ def assistant_text(message: dict[str, Any], opened_thinking: bool) -> str:
     for j, call in enumerate(message.get("tool_calls") or []):
         fn = call.get("function", call) if isinstance(call, dict) else {}
         content += ("\n" if j or content else "") + render_tool_call(
-            str(fn.get("name")), fn.get("arguments", {}), ensure_ascii=False)
+            str(fn.get("name")), fn.get("arguments", {}), ensure_ascii=False,
+            tool_call_format=tool_call_format)
     return head + content
+
+
+def _check_calls(examples: list[dict[str, Any]], tool_call_format: str) -> None:
+    """Every structured `tool_calls` entry can be written in `tool_call_format`, checked before
+    the model loads (`qwen3_coder` needs JSON-object arguments and names without spaces)."""
+    for example in examples:
+        for message in example["messages"]:
+            if message["role"] == "assistant" and message.get("tool_calls"):
+                try:
+                    assistant_text(message, False, tool_call_format)
+                except (ValueError, TypeError, AttributeError) as e:
+                    raise DatasetError(f"line {example.get('line', '?')}: a tool call cannot be "
+                                       f"written as tool_call_format={tool_call_format!r}: "
+                                       f"{e}") from None
 
 
 def _truncate(ex: dict[str, torch.Tensor], end: int, tok: Any, processor: Any
@@ -265,6 +286,7 @@ def train_sft(config: SFTConfig, policy: HFPolicy | str | Path | None = None) ->
     cfg = config
     seed_everything(cfg.seed)
     examples = load_sft_dataset(cfg.data_path)
+    _check_calls(examples, cfg.tool_call_format)
     if not isinstance(policy, HFPolicy):
         policy = load_policy(policy or cfg.model, token_level=True)
     accelerator = Accelerator(mixed_precision="bf16" if cfg.bf16 else "no")
@@ -284,7 +306,8 @@ def train_sft(config: SFTConfig, policy: HFPolicy | str | Path | None = None) ->
     tokens, losses, saved = 0, [], None
     plan = _schedule(len(examples), cfg, np.random.default_rng(cfg.seed), shard)
     tokenized = functools.lru_cache(maxsize=cfg.tokenized_cache_size)(
-        lambda j: tokenize_example(policy.processor, examples[j], cfg.max_length))
+        lambda j: tokenize_example(policy.processor, examples[j], cfg.max_length,
+                                   cfg.tool_call_format))
     # other ranks off; no explicit `disable` on the main one, so TQDM_DISABLE applies
     bar = tqdm(range(1, total + 1), desc="sft", unit="step", **({} if main else {"disable": True}))
     for step in bar:

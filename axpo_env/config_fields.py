@@ -77,3 +77,15 @@ def literal_choices(cls: type) -> dict[str, tuple[str, ...]]:
     hints = typing.get_type_hints(cls)
     return {f.name: typing.get_args(hints[f.name]) for f in dataclasses.fields(cls)
             if typing.get_origin(hints[f.name]) is Literal}
+
+
+#: The values of the `tool_call_format` field of every config (`axpo_env.protocol`'s formats).
+ToolCallFormat = Literal["hermes", "qwen3_coder"]
+
+
+def tool_call_format_field(group: str, what: str) -> Any:
+    """The `tool_call_format` field of a config: `what` says where the format applies."""
+    return config_field(
+        "hermes", "How tool calls are written: 'hermes', Hermes JSON in <tool_call> tags "
+        "(Qwen2.5, Qwen3, Qwen3-VL); 'qwen3_coder', <tool_call><function=NAME><parameter=ARG> "
+        f"XML (Qwen3.5, Qwen3.6, Qwen3-Coder). {what}", group)

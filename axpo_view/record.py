@@ -39,14 +39,25 @@ _CROPPED = re.compile(r"Cropped \[(\d+), (\d+), (\d+), (\d+)\] \(pixels\) of ima
 
 class Recorder:
     """Appends records to `<folder>/episodes.jsonl` (`episodes.rank<N>.jsonl` for the other
-    processes of a distributed run), writing each distinct image once."""
+    processes of a distributed run), writing each distinct image once. Turns are read as the env
+    read them: in its `tool_call_format`, values typed by its tool schemas (`tools`); `for_env`
+    takes both from the env."""
 
-    def __init__(self, folder: str | Path, rank: int = 0):
+    def __init__(self, folder: str | Path, rank: int = 0, tool_call_format: str = "hermes",
+                 tools: Sequence[dict[str, Any]] | None = None):
+        self.tool_call_format, self.tools = tool_call_format, tools
         self.folder = Path(folder)
         self.images = self.folder / "images"
         self.images.mkdir(parents=True, exist_ok=True)
         self.path = self.folder / (RECORDS if rank == 0 else f"episodes.rank{rank}.jsonl")
         self._names: dict[int, tuple[Image.Image, str]] = {}  # id(image) -> (image, file name)
+
+    @classmethod
+    def for_env(cls, folder: str | Path, env: Any, rank: int = 0) -> Recorder:
+        """A recorder that reads turns as `env` (any wrapper of a `ToolUseEnv`) reads them."""
+        inner = getattr(env, "unwrapped", env)
+        return cls(folder, rank, getattr(inner, "tool_call_format", "hermes"),
+                   getattr(inner, "tool_schemas", None))
 
     def image(self, image: Image.Image) -> str:
         """The image's path relative to the folder; written on first sight of its pixels."""
@@ -96,7 +107,7 @@ class Recorder:
 
     def _turn(self, turn: Turn, seen: list[tuple[str, tuple[int, int]]]) -> dict[str, Any]:
         text = turn.completion.text or ""
-        parsed = parse_turn(text)
+        parsed = parse_turn(text, self.tool_call_format, self.tools)
         call = parsed.calls[0] if parsed.calls else None
         reply_text, reply_images = [], []
         for message in turn.tool_result:
@@ -137,7 +148,7 @@ def record_eval(output_dir: str | Path, env: Any, samples: Sequence[int],
     """`axpo eval --save-trajectories`: one batch of episodes, keyed as results.jsonl keys
     them (env, task id, sample), with the reference answer of `env`'s task."""
     task = getattr(env.unwrapped, "task", None)
-    rec = Recorder(Path(output_dir) / FOLDER)
+    rec = Recorder.for_env(Path(output_dir) / FOLDER, env)
     rows = []
     for s, t in zip(samples, trajectories):
         env = t.turns[0].snapshot.env_id if t.turns and t.turns[0].snapshot else None
@@ -176,7 +187,8 @@ def record_step(trainer: Any, groups: Sequence[Sequence[Trajectory]],
     if not getattr(cfg, "save_trajectories", False):
         return
     step = trainer.step + 1  # the step being taken, as the metrics log counts it
-    rec = Recorder(Path(trainer.output_dir) / FOLDER, trainer.accelerator.process_index)
+    rec = Recorder.for_env(Path(trainer.output_dir) / FOLDER, trainer.envs.envs[0],
+                           trainer.accelerator.process_index)
     task = _task(cfg.env_id)
     rows = []
     for g, group in enumerate(groups):

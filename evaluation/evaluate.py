@@ -33,8 +33,16 @@ from typing import Any, Literal
 import gymnasium as gym
 
 from agents.loading import VLLM, is_server, is_tiny, load_policy
-from axpo_env.config_fields import check, config_field, documented, string_list
+from axpo_env.config_fields import (
+    ToolCallFormat,
+    check,
+    config_field,
+    documented,
+    string_list,
+    tool_call_format_field,
+)
 from axpo_env.errors import ModelLoadError
+from axpo_env.protocol import check_tool_call_format
 from axpo_env.tasks import SCORING_MODES, load_task_class
 from evaluation.envs import pairs as _pairs
 from evaluation.envs import resolve_envs
@@ -80,6 +88,10 @@ class EvalConfig:
         "published ones; lenient: axpo's tolerant rules (the RL training reward). Each task "
         "module's docstring names the upstream file and commit and every lenient deviation.",
         "model")
+    tool_call_format: ToolCallFormat = tool_call_format_field(
+        "model", "The envs read the model's calls in this format and word their prompt for it "
+        "(ToolUseEnv(tool_call_format=...)); a server URL's native tool_calls are converted "
+        "from and to it.")
     max_turns: int = config_field(
         8, "Agent turns per episode (as ToolUseEnv's default). An episode that has not answered "
         "by then is truncated and scored wrong.", "model")
@@ -166,6 +178,7 @@ class EvalConfig:
         check(self.request_timeout > 0, "request_timeout must be > 0")
         check(self.scoring in SCORING_MODES,
                f"scoring must be one of {list(SCORING_MODES)}, got {self.scoring!r}")
+        check_tool_call_format(self.tool_call_format)  # a ValueError naming the formats
         choices = ("auto", "bfloat16", "float16", "float32")
         check(self.dtype in choices, f"dtype must be one of {list(choices)}, got {self.dtype!r}")
 
@@ -201,7 +214,8 @@ def make_policy(config: EvalConfig) -> Any:
         return load_policy(config.model, device=config.device or "auto", dtype=config.dtype,
                            render_tools=config.render_tools,
                            api_key=config.api_key, served_model_name=config.served_model_name,
-                           timeout_s=config.request_timeout, max_workers=config.batch_size)
+                           timeout_s=config.request_timeout, max_workers=config.batch_size,
+                           tool_call_format=config.tool_call_format)
     except ModelLoadError as e:
         raise EvalError(str(e)) from None
 
@@ -225,6 +239,8 @@ def _load_bench(env_id: str, config: EvalConfig, split: str | None, data_dir: st
     kwargs: dict[str, Any] = {"max_turns": config.max_turns}
     if config.tools is not None:
         kwargs["tools"] = list(config.tools)
+    if config.tool_call_format != "hermes":  # a plugin env need not take the keyword
+        kwargs["tool_call_format"] = config.tool_call_format
     scoring = config.scoring if _has_scoring_modes(env_id) else OWN_RULE
     options = {"scoring": scoring} if scoring != OWN_RULE else {}
     first = gym.make(env_id, split=split, data_dir=data_dir, task_options=options, **kwargs)
@@ -244,6 +260,8 @@ def _load_bench(env_id: str, config: EvalConfig, split: str | None, data_dir: st
     }
     if config.render_tools is not None:  # only when set: results of earlier evals still resume
         settings["render_tools"] = config.render_tools
+    if config.tool_call_format != "hermes":  # likewise: absent for the default
+        settings["tool_call_format"] = config.tool_call_format
     return _Bench(env_id, lambda: gym.make(env_id, task=task, **kwargs), ids, settings)
 
 

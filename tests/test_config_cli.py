@@ -344,3 +344,31 @@ def test_train_reports_a_bad_env_and_an_interrupt_in_one_line(monkeypatch, tmp_p
     err = capsys.readouterr().err
     assert err == (f"axpo train: interrupted; the checkpoints in {tmp_path} are intact: run "
                    "again with --resume\n")
+
+
+@pytest.mark.parametrize("argv", [["train"], ["eval", "--model", "tiny"],
+                                  ["sft", "--data-path", "d.jsonl"]])
+def test_tool_call_format_flag_on_every_command_that_touches_tool_calls(argv, capsys):
+    from axpo_env.protocol import TOOL_CALL_FORMATS
+
+    assert cli.parse(argv)[2].tool_call_format == "hermes"
+    assert cli.parse([*argv, "--tool-call-format", "qwen3_coder"])[2].tool_call_format == \
+        "qwen3_coder"
+    err = _error(capsys, [*argv, "--tool-call-format", "json"])
+    assert "argument --tool-call-format: invalid choice: 'json' (choose from 'hermes', " \
+        "'qwen3_coder')" in err
+    for cls in (GRPOConfig, SFTConfig):
+        assert literal_choices(cls)["tool_call_format"] == TOOL_CALL_FORMATS
+
+
+def test_tool_call_format_reaches_the_run_envs():
+    from algorithms.preflight import check_env, env_kwargs
+
+    config = GRPOConfig(env_id="AXPO-ZoomBoxes-v0", tool_call_format="qwen3_coder")
+    assert env_kwargs(config)["tool_call_format"] == "qwen3_coder"
+    assert "tool_call_format" not in env_kwargs(GRPOConfig())  # plugin envs need not take it
+    env, _ = check_env(config)
+    assert env.unwrapped.tool_call_format == "qwen3_coder"
+    env.close()
+    with pytest.raises(ValueError, match="tool_call_format must be one of"):
+        GRPOConfig(tool_call_format="json")

@@ -68,3 +68,36 @@ def test_probe_counts_clusters_per_failed_prefix_and_the_collapsed_share(tokeniz
                               "<think>collapsed</think>\n<tool_call>"]
     # diverse: {[0,0,5,5] x2}, {[6,6,9,9]}, {malformed} = 3 clusters; collapsed: 1
     assert stats == {"prefixes": 2.0, "mean_clusters": 2.0, "collapsed_share": 0.5}
+
+
+def test_probe_reads_qwen3_coder_calls_as_the_env_reads_them(tokenizer):
+    import gymnasium as gym
+
+    env = gym.make("AXPO-ZoomBoxes-v0", tool_call_format="qwen3_coder")
+    fmt, schemas = env.unwrapped.tool_call_format, env.unwrapped.tool_schemas
+    env.close()
+    text = "<think>look</think>\n" + render_tool_call("crop", {"bbox": [0, 0, 1, 1]},
+                                                      tool_call_format=fmt)
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    turn = Turn(None, 0, [5, 5], Completion(text, ids, [-1.0] * len(ids), [1.0] * len(ids)),
+                action=find_action(text, ids, tokenizer))
+    failed = Trajectory("q", 0, turns=[turn], sequence=TokenPrompt([5, 5] + ids), reward=0.0,
+                        info={"correct": False, "tool_calls": 1})
+    boxes = ["[0, 0, 10, 10]", "[1, 1, 10, 10]", "[6, 6, 9, 9]"]  # IoU 0.81, then 0
+
+    class Probe:
+        patches_per_token = 4
+        tokenizer = None
+
+        def sample_shared(self, prompt, n, sampling=None):
+            return [Completion(f"\n<function=crop>\n<parameter=bbox>\n{b}\n</parameter>\n"
+                               "</function>\n</tool_call>") for b in boxes[:n]]
+
+    probe = Probe()
+    probe.tokenizer = tokenizer
+    assert turn.action.kind == "call"
+    # the boxes typed as lists by the crop's schema: the first two are one call at IoU 0.81
+    read = tool_call_diversity(probe, [failed], n=3, tool_call_format=fmt, tools=schemas)
+    assert read["mean_clusters"] == 2.0
+    # read as Hermes JSON, every call would be one malformed cluster
+    assert tool_call_diversity(probe, [failed], n=3)["mean_clusters"] == 1.0

@@ -528,3 +528,23 @@ def test_the_cli_scores_official_unless_told_lenient(capsys):
     with pytest.raises(SystemExit):
         parse(["eval", "--model", "tiny", "--scoring", "strict"])
     assert "invalid choice: 'strict'" in capsys.readouterr().err
+
+
+def test_tool_call_format_flag_makes_the_envs_read_qwen3_coder_calls(tmp_path, capsys):
+    out = tmp_path / "xml"
+    argv = ["eval", "--model", "tiny", "--envs", "AXPO-ZoomBoxes-v0", "--limit", "2",
+            "--samples", "1", "--max-turns", "1", "--max-new-tokens", "8",
+            "--output-dir", str(out), "--save-trajectories"]
+    assert main([*argv, "--tool-call-format", "qwen3_coder"]) == 0
+    settings = json.loads((out / "results.jsonl").read_text().splitlines()[0])["config"]
+    assert settings["tool_call_format"] == "qwen3_coder"
+    # the tiny model writes no call: the env's message says how a qwen3_coder call looks
+    rows = [json.loads(line) for line in (out / "trajectories" / "episodes.jsonl").open()]
+    assert rows and all("<function=NAME>" in r["turns"][0]["format_error"] for r in rows)
+    capsys.readouterr()
+    assert main(argv) == 2  # the default (hermes) is another setting: not mixed in
+    assert "tool_call_format: 'qwen3_coder' then, None now" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*argv, "--tool-call-format", "xml"])
+    assert "invalid choice: 'xml' (choose from 'hermes', 'qwen3_coder')" in \
+        capsys.readouterr().err

@@ -376,6 +376,42 @@ def test_native_mode_round_trip(server):
     assert turn.calls[0].name == "calculator" and turn.calls[0].arguments == {"expression": "5*2"}
 
 
+def test_native_mode_speaks_the_envs_qwen3_coder_format(server):
+    """A qwen3_coder env's XML call goes to the server as typed tool_calls (the crop's bbox a
+    list, by the tool's schema) and the server's tool_calls come back as XML the env runs."""
+    env = gym.make("AXPO-ZoomBoxes-v0", tool_call_format="qwen3_coder")
+    obs, _ = env.reset(seed=0, options={"index": 0})
+    first = axpo_env.render_tool_call("crop", {"bbox": [0, 0, 0.5, 0.5]},
+                                      tool_call_format="qwen3_coder")
+    obs, *_ = env.step("<think>look</think>\n" + first)
+    call = {"id": "c1", "type": "function",
+            "function": {"name": "crop", "arguments": '{"bbox": [0.5, 0.5, 1, 1]}'}}
+    payload = reply(None, finish="tool_calls", stop_reason=None)
+    payload["choices"][0]["message"]["tool_calls"] = [call]
+    server.script = lambda body: (200, payload, 0.0)
+    [[c]] = policy(server, tools_mode="native", tool_call_format="qwen3_coder").generate([obs])
+
+    assistant = next(m for m in server.requests[0]["body"]["messages"]
+                     if m["role"] == "assistant")
+    assert assistant["content"] == "<think>look</think>"
+    [sent] = assistant["tool_calls"]
+    assert json.loads(sent["function"]["arguments"]) == {"bbox": [0, 0, 0.5, 0.5]}
+    assert "<function=crop>" in c.text and '"name"' not in c.text
+    obs, _, _, _, info = env.step(c.text)
+    env.close()
+    assert info["tool_calls"] == 2 and info["tool_errors"] == 0
+
+
+def test_a_call_qwen3_coder_cannot_write_comes_back_as_json_the_env_refuses():
+    from agents.openai_messages import render_calls
+
+    bad = [{"function": {"name": "crop", "arguments": "not json"}}]
+    text = render_calls(bad, "qwen3_coder")
+    assert text.startswith('<tool_call>\n{"name": "crop"')
+    error = axpo_env.parse_turn(text, "qwen3_coder").calls[0].error
+    assert "JSON calls are not read here" in error
+
+
 def test_end_to_end_mathvista_episode(server):
     def script(body):
         last = _text_of(body["messages"][-1])

@@ -275,3 +275,27 @@ def test_an_end_of_turn_the_model_wrote_is_learned_once(processor):
     assert texts == ["Hello.\n</think>\n\nNo tool.<|im_end|>",
                      "Done.\n</think>\n\n<answer>4</answer>"]
     assert tok.decode(x["input_ids"]).count("<|im_end|>") == 3  # turn 1, user, nothing after
+
+
+def test_structured_tool_calls_are_learned_in_the_configured_format(data, processor, tmp_path):
+    tok = processor.tokenizer
+    x = tokenize_example(processor, load_sft_dataset(data)[0], tool_call_format="qwen3_coder")
+    first = tok.decode(x["input_ids"][slice(*spans(x)[0])])
+    assert first == ("Let me zoom in 0.\n</think>\n\n<tool_call>\n<function=crop>\n"
+                     "<parameter=bbox>\n[0, 0, 32, 32]\n</parameter>\n</function>\n</tool_call>")
+    out = tmp_path / "xml"
+    assert cli.main(["sft", "--data-path", str(data), "--model", "", "--max-steps", "1",
+                     "--per-device-train-batch-size", "2", "--output-dir", str(out),
+                     "--report-to", "none", "--tool-call-format", "qwen3_coder"]) == 0
+    assert (out / "checkpoint-1" / "model.safetensors").exists()
+
+
+def test_a_call_the_format_cannot_write_is_refused_before_training(data, tmp_path):
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    rows[1]["messages"][2]["tool_calls"] = [_call("zoom in", bbox=[0, 0, 1, 1])]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = SFTConfig(data_path=str(data), max_steps=1, output_dir=str(tmp_path / "o"),
+                    report_to=["none"], tool_call_format="qwen3_coder")
+    with pytest.raises(DatasetError, match="line 2: a tool call cannot be written as "
+                       "tool_call_format='qwen3_coder'"):
+        train_sft(cfg, "")

@@ -234,3 +234,28 @@ def test_a_browser_reports_an_image_deleted_after_the_report_was_written(eval_ru
     _, console = chromium(page, tmp_path / "broken.png")
     assert console and all("image not found" in line for line in console)
     assert any(victim.name in line for line in console)
+
+
+class XmlCropThenAnswer(CropThenAnswer):
+    """CropThenAnswer writing its calls as Qwen3.5 does (`tool_call_format="qwen3_coder"`)."""
+
+    def _turn(self, messages):
+        from axpo_env.protocol import convert_tool_calls
+
+        return convert_tool_calls(super()._turn(messages), "qwen3_coder")
+
+
+def test_a_qwen3_coder_run_shows_its_calls_as_calls(tmp_path):
+    out = tmp_path / "xml"
+    items = MathVista().items
+    cfg = EvalConfig(model="scripted", envs=[VISTA], samples=1, limit=1, max_turns=3,
+                     output_dir=str(out), save_trajectories=True, tool_call_format="qwen3_coder")
+    run_eval(cfg, XmlCropThenAnswer({it.question: it.answer for it in items}), progress=False)
+    [row] = [json.loads(line) for line in (out / "trajectories" / "episodes.jsonl").open()]
+    first = row["turns"][0]
+    assert "<function=crop>" in first["text"] and first["format_error"] is None
+    assert first["call"] == {"name": "crop", "arguments": {"bbox": BOX, "image_index": 0},
+                             "error": None}  # typed by the crop's schema
+    html = Parsed(write_report(out).read_text())
+    assert re.search(r"tool call:\s+crop", html.body) and row["correct"]
+    assert len(html.classes["box"]) == 1  # the crop drawn on the task image

@@ -228,6 +228,23 @@ def test_expert_turns_convert_and_write_xml_demos(tmp_path):
     assert convert_tool_calls(convert_tool_calls(hermes, XML), "hermes", XML) == hermes
 
 
+def test_expert_demos_of_a_qwen3_coder_env_are_written_in_its_format(tmp_path):
+    """A Hermes expert (ZoomBoxes' own) played on a qwen3_coder env: write_expert_demos
+    rewrites its calls, so every crop runs and the demos teach the env's format."""
+    import json
+
+    from axpo_env.tasks import zoom_boxes
+    from axpo_env.tasks.demos import write_expert_demos
+
+    path = write_expert_demos(zoom_boxes.ZoomBoxes.env_id, zoom_boxes.expert_turns, tmp_path, 2,
+                              "demo", tool_call_format=XML)
+    for row in path.read_text().splitlines():
+        _, _, call, reply, answer = json.loads(row)["messages"]
+        assert "<function=crop>\n<parameter=bbox>\n" in call["content"][0]["text"]
+        assert any(p["type"] == "image" for p in reply["content"])  # the crop ran
+        assert "<answer>" in answer["content"][0]["text"]
+
+
 class Scripted(HFPolicy):
     """The tiny model writing scripted turns, scored by the model (as test_real_templates)."""
 

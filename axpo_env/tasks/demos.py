@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from axpo_env.protocol import convert_tool_calls
 from axpo_env.tasks.base import TaskItem
 
 
@@ -24,13 +25,16 @@ def write_expert_demos(env_id: str, expert_turns: Callable[[TaskItem], list[str]
     copy numbers behind a ~500-token schema block (0/32 against 32/32 without it, on ToolArith);
     the system prompt names the tool. `tools`: the env's tools (None: the task's defaults),
     e.g. `["crop:axpo"]` for turns that call `image_zoom_in`; `env_kwargs` go to `gym.make`
-    too (e.g. a `system_prompt` that names those tools)."""
+    too (e.g. a `system_prompt` that names those tools, or `tool_call_format="qwen3_coder"`:
+    the expert's Hermes calls, `render_tool_call`'s default, are then rewritten in that format
+    with `convert_tool_calls` before the env reads them, so the demos teach the env's format)."""
     import gymnasium as gym
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     env = gym.make(env_id, split=split, tools=tools, **env_kwargs)
     available = len(env.unwrapped.task)
+    fmt = getattr(env.unwrapped, "tool_call_format", "hermes")
     if not 1 <= count <= available:
         env.close()
         raise ValueError(f"write_expert_demos: count must be in 1..{available} (the items of "
@@ -39,7 +43,7 @@ def write_expert_demos(env_id: str, expert_turns: Callable[[TaskItem], list[str]
         for i in range(count):
             obs, _ = env.reset(seed=i, options={"index": i})
             for action in expert_turns(env.unwrapped._item):
-                obs, *_ = env.step(action)
+                obs, *_ = env.step(convert_tool_calls(action, fmt) if fmt != "hermes" else action)
             messages, k = [], 0
             for m in obs["messages"]:
                 parts = []
