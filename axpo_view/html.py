@@ -265,6 +265,11 @@ def _badges(e: dict[str, Any]) -> str:
         out.append("<span class='badge warn'>truncated</span>")
     if e.get("error"):
         out.append("<span class='badge bad'>failed</span>")
+    before = e.get("rescored")  # `axpo eval --rescore`: the verdict the run gave
+    if before and bool(before.get("correct")) != bool(e.get("correct")):
+        was = "right" if before.get("correct") else "wrong"
+        out.append(f"<span class='badge info'>rescored: was {was} in "
+                   f"{_e(before.get('scoring'))} mode</span>")
     return "".join(out)
 
 

@@ -87,6 +87,7 @@ _EPISODE = {
     "turns": _Maybe([_TURN]), "answer": _ANY, "reference": _ANY, "reward": _REAL,
     "correct": _BOOL, "tool_calls": _INT, "tool_errors": _INT, "truncated": _BOOL,
     "error": _TEXT, "parent": _Maybe([(int,)]), "source": _TEXT, "from_results": _BOOL,
+    "rescored": _Maybe({"correct": _BOOL, "reward": _REAL, "scoring": _TEXT}),
 }
 _BRANCH = {
     "step": (int,), "group": (int,), "index": (int,), "source": (str,), "turn": (int,),

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import shutil
 import sys
 import typing
 import zlib
@@ -134,9 +135,9 @@ class EvalConfig:
         True, "Reuse the finished episodes in output_dir/results.jsonl (refused if they were run "
         "with other settings); --no-resume starts over: it deletes the files an earlier axpo "
         "eval wrote there (results.jsonl, summary.md/.csv/.json, paper_table.md/.json, its charts "
-        "in plots/, "
-        "trajectories/episodes.jsonl) and nothing else; saved images stay, and a trajectories "
-        "folder holding a training run's records is refused.", "logging")
+        "in plots/, trajectories/episodes.jsonl, and the rescored-<mode>/ folders of axpo eval "
+        "--rescore, which rescored those results) and nothing else; saved images stay, and a "
+        "trajectories folder holding a training run's records is refused.", "logging")
     retry_errors: bool = config_field(
         False, "On resume, run again the episodes that ended in an error (a server outage, a "
         "corrupt image) instead of keeping them as wrong answers.", "logging")
@@ -357,8 +358,11 @@ def _start_over(out: Path) -> None:
     """--no-resume: delete what an earlier `axpo eval` wrote in `out` (results, summaries,
     charts, trajectory records), so neither the new summary nor `axpo view` shows a stale
     episode or chart. Only files the eval writes go: trajectory records that a training run
-    wrote there are refused, not deleted; saved images (shared, named by content) stay."""
+    wrote there are refused, not deleted; saved images (shared, named by content) stay. The
+    `rescored-<mode>/` folders of `axpo eval --rescore` go too: they hold verdicts of results
+    that no longer exist, and rescoring again costs seconds, no model."""
     from axpo_view.record import FOLDER, RECORDS, only_eval_records
+    from evaluation.rescore import stale_rescores
 
     if not only_eval_records(out / FOLDER):
         raise EvalError(f"{out / FOLDER} holds records axpo eval does not write (a training "
@@ -368,6 +372,9 @@ def _start_over(out: Path) -> None:
     old += report_files(out)
     for p in old:
         p.unlink()
+    for folder in stale_rescores(out):  # rescores of the results just deleted
+        shutil.rmtree(folder)
+        old.append(folder)
     if old:
         print(f"axpo eval: --no-resume: starting over; deleted the last run's "
               f"{', '.join(str(p.relative_to(out)) for p in old)} in {out}", file=sys.stderr)

@@ -12,13 +12,19 @@ The original files are never changed. The rescored results.jsonl (the same rows,
 `correct` and `reward` and the old ones under `before`; config lines record the new scoring),
 summary.md/.csv/.json, plots/ and rescore.json (every changed verdict) go to `--output-dir`
 when it names another folder than the default and DIR, else to `DIR/rescored-<mode>/`; an
-earlier rescore there is replaced, an eval's own results are not (refused).
+earlier rescore there is replaced, an eval's own results are not (refused). When DIR has
+`trajectories/` (`--save-trajectories`), a copy of its episode records with the new verdicts
+(the old under `rescored`) goes to the target's `trajectories/`, its images hard-linked (copied
+across file systems), so `axpo view TARGET` shows every episode as rescored. `axpo eval
+--no-resume DIR` removes the `DIR/rescored-*` folders with it: they rescore results it deletes.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +53,7 @@ class Rescore:
     settings: dict[str, dict[str, Any]]  # each env's saved settings, scoring as rescored
     failures: int = 0
     kept: dict[str, int] = field(default_factory=dict)  # env -> episodes without an answer
+    trajectories: Path | None = None  # the rescored episode records, when DIR had them
 
     @property
     def episodes(self) -> int:
@@ -130,6 +137,8 @@ def offline(config: Any) -> tuple[str, str]:
                        data_dirs=config.data_dir)
         text, out = done.summary(), done.target
         what = ["rescored results.jsonl", "summary.md/.csv/.json", "plots/", MARKER]
+        if done.trajectories is not None:
+            what.insert(1, "trajectories/ (for axpo view)")
         if config.paper_table:
             table = paper_table.build(config.paper_table, done.rows, done.settings)
     else:
@@ -272,3 +281,50 @@ def _write(result: Rescore, saved: SavedResults) -> None:
     tmp.replace(out / "results.jsonl")
     write_report(result.after, out, {"rescored_from": str(result.source),
                                      "scoring": result.scoring, "settings": result.settings})
+    result.trajectories = _write_trajectories(result)
+
+
+def _write_trajectories(result: Rescore) -> Path | None:
+    """The source's episode records (`--save-trajectories`) with the rescored verdicts, in the
+    target's trajectories/ with their images (see the module docstring); None when the source
+    has none. Records are copied line by line: a line that is not a record stays as it was."""
+    from axpo_view.record import FOLDER, RECORDS
+
+    src, dst = result.source / FOLDER, result.target / FOLDER
+    if not (src / RECORDS).is_file():
+        (dst / RECORDS).unlink(missing_ok=True)  # an earlier rescore's: not of these results
+        return None
+    verdicts = {f"{r['env']}/{r['task_id']}/{r['sample']}": r for r in result.rows}
+    lines = []
+    for line in (src / RECORDS).read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError):
+            record = None
+        new = verdicts.get(record.get("id")) if isinstance(record, dict) else None
+        if new is not None and "before" in new and record.get("type") == "episode":
+            record = {**record, "correct": bool(new["correct"]) and record.get("error") is None,
+                      "reward": new["reward"],
+                      "rescored": {"correct": record.get("correct"),
+                                   "reward": record.get("reward"),
+                                   "scoring": new["before"].get("scoring")}}
+            line = json.dumps(record, ensure_ascii=False)
+        lines.append(line + "\n")
+    (dst / "images").mkdir(parents=True, exist_ok=True)
+    for image in (src / "images").glob("*") if (src / "images").is_dir() else ():
+        target = dst / "images" / image.name
+        if image.is_file() and not image.is_symlink() and not target.exists():
+            try:
+                os.link(image, target)
+            except OSError:  # another file system, or links not allowed: a copy
+                shutil.copyfile(image, target)
+    tmp = dst / (RECORDS + ".tmp")
+    tmp.write_text("".join(lines), encoding="utf-8")
+    tmp.replace(dst / RECORDS)
+    return dst
+
+
+def stale_rescores(output_dir: Path) -> list[Path]:
+    """The `rescored-<mode>/` folders a rescore of `output_dir` wrote there (they hold
+    rescore.json): what `axpo eval --no-resume` removes with the results they rescored."""
+    return sorted(p for p in output_dir.glob("rescored-*") if (p / MARKER).is_file())

@@ -188,3 +188,35 @@ def test_the_rescored_folder_goes_where_output_dir_says(saved, tmp_path, capsys)
     err = capsys.readouterr().err
     assert "--model is not used" in err and (elsewhere / MARKER).is_file()
     assert not (saved / "rescored-official").exists()
+
+
+def test_the_rescored_folder_shows_the_new_verdicts_in_axpo_view(tmp_path, capsys):
+    from axpo_view import load, write_report
+
+    cfg = config(tmp_path, envs=[MATHVR], split=None, samples=1, limit=2,
+                 save_trajectories=True)
+    run_eval(cfg, Boxed(), progress=False)
+    out = Path(cfg.output_dir)
+    original = (out / "trajectories" / "episodes.jsonl").read_bytes()
+    assert main(["eval", "--rescore", str(out), "--scoring", "lenient"]) == 0
+    assert "trajectories/ (for axpo view)" in capsys.readouterr().err
+    target = out / "rescored-lenient"
+    assert (out / "trajectories" / "episodes.jsonl").read_bytes() == original
+    records = _lines(target / "trajectories" / "episodes.jsonl")
+    assert len(records) == 2 and all(r["correct"] and r["reward"] == 1.0 for r in records)
+    assert all(r["rescored"] == {"correct": False, "reward": 0.0, "scoring": "official"}
+               for r in records)
+    images = [im for r in records for im in r["images"]]
+    assert images and all((target / "trajectories" / im).is_file() for im in images)
+    run = load(target)
+    assert len(run.episodes) == 2 and all(e["correct"] for e in run.episodes)
+    assert not any(e.get("from_results") for e in run.episodes)  # the full episodes, rescored
+    page = write_report(target).read_text()
+    assert page.count("rescored: was wrong in official mode") == 2
+    assert "image missing" not in page
+
+    # --no-resume starts the eval over: the rescore of the deleted results goes with them
+    run_eval(config(tmp_path, envs=[MATHVR], split=None, samples=1, limit=2, resume=False),
+             Boxed(), progress=False)
+    assert not target.exists()
+    assert "rescored-lenient" in capsys.readouterr().err
