@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -31,8 +32,11 @@ def test_train_tiny_runs_every_stage_and_writes_table_and_plot(tmp_path):
     assert "held-out test (2 tasks x 4, 2 seed(s))" in text
     assert "seed 0: SFT start" in text and "seed 1: SFT start" in text
     row = next(x for x in text.splitlines() if x.startswith("| after grpo-equal-compute |"))
-    assert row.count("+-") == 2  # accuracy and tool use, each mean +- standard error
+    assert row.count("+-") == 3  # accuracy, Pass@4 and tool use, each mean +- standard error
+    assert "| grpo-equal-compute - grpo, accuracy |" in text  # paired, per seed and its interval
     assert (tmp_path / "comparison.png").stat().st_size > 0
+    saved = json.loads((tmp_path / "study.json").read_text())
+    assert len(saved["seeds"]) == 2 and saved["args"]["task"] == "regime"
     for seed in (0, 1):
         assert (tmp_path / f"seed{seed}" / "arpo" / "progress.csv").is_file()
         assert (tmp_path / f"seed{seed}" / "sft" / "checkpoint-2").is_dir()
@@ -45,12 +49,27 @@ def test_mean_se_is_the_standard_error_of_the_mean():
     assert demo.mean_se([0.2, 0.3, 0.4]) == "0.300 +- 0.058"
 
 
+def test_mean_ci_is_the_95_percent_t_interval():
+    demo = _train_tiny()
+    assert demo.mean_ci([0.1]) == "+0.100"
+    # mean 0.3, se 0.1 / sqrt(3) = 0.05774; t(2) = 4.303: half-width 0.2484
+    assert demo.mean_ci([0.2, 0.3, 0.4]) == "+0.300 [+0.052, +0.548]"
+
+
+def test_pairs_compare_axpo_to_every_run_and_every_run_to_grpo():
+    demo = _train_tiny()
+    assert demo.pairs(["grpo", "axpo", "grpo-equal-compute"]) == [
+        ("axpo", "grpo"), ("axpo", "grpo-equal-compute"), ("grpo-equal-compute", "grpo")]
+    assert demo.pairs(["grpo-equal-compute", "arpo"]) == []
+
+
 def _train_tiny():
     """examples/train_tiny.py as a module (examples/ is not a package)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("train_tiny", ROOT / "examples" / "train_tiny.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("train_tiny", module)  # its dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
