@@ -44,22 +44,30 @@ class Decoded:
 
 def multinomial_rows(probs: torch.Tensor, rows: torch.Tensor, total: int) -> torch.Tensor:
     """`torch.multinomial(full, 1)` for the `rows` of a (total, vocab) batch whose other rows
-    are not computed: the same Exp(1) draws over the whole batch (CPU and CUDA take one
-    (rows x vocab) draw for a single sample), argmax(p / q) on the live rows."""
+    are not computed: torch draws one sample as argmax(p / q) with q ~ Exp(1) drawn for the
+    whole (total, vocab) tensor; the same draw here, the argmax on the live rows only.
+    (Checked on CPU by tests/test_decode.py; not checked on CUDA.)"""
     q = torch.empty((total, probs.shape[-1]), dtype=probs.dtype,
                     device=probs.device).exponential_(1)
     return (probs / q[rows]).argmax(-1)
+
+
+def takes_positions(model: Any) -> bool:
+    """Whether the model's forward takes `position_ids` (generate then computes them)."""
+    return "position_ids" in inspect.signature(model.forward).parameters
 
 
 def decode(model: Any, inputs: dict[str, torch.Tensor], sampling: SamplingParams,
            warp: Callable[[torch.Tensor, SamplingParams], torch.Tensor], *,
            end_ids: Sequence[int], stopped: Callable[[list[int]], bool] | None = None,
            stop_chars: str = "", token_text: Callable[[int], str] | None = None,
-           cache: Any = None) -> list[Decoded]:
+           cache: Any = None, position_ids: torch.Tensor | None = None) -> list[Decoded]:
     """Sample up to `sampling.max_new_tokens` ids for each row of a left-padded batch.
 
     `inputs`: what `HFPolicy._collate` builds (ids, mask, images); with `cache`, a cache that
-    already holds all but the positions it lacks (as `sample_shared` prefills). A row ends after
+    already holds the first positions (as `sample_shared` prefills), and then `position_ids`
+    of the whole batch where the model takes them (default: computed here as `generate`
+    computes them, which needs the images when the cache is empty). A row ends after
     an id in `end_ids` (EOS, image/video slots) or when `stopped(row ids)` is true, which is
     asked only when `token_text(id)` of the new id holds one of `stop_chars` (the stop
     strings' last characters). Seeding is the caller's (`torch.manual_seed`)."""
@@ -72,8 +80,8 @@ def decode(model: Any, inputs: dict[str, torch.Tensor], sampling: SamplingParams
     past = cache.get_seq_length()
     mask = inputs.get("attention_mask")
     kwargs = {k: v for k, v in inputs.items() if k != "input_ids"}
-    position = None
-    if "position_ids" in inspect.signature(model.forward).parameters:
+    position = position_ids
+    if position is None and takes_positions(model):
         position = model._prepare_position_ids_for_generation(ids, {**kwargs, "cache": cache})
     if mask is not None and bool((mask == 1).all()):
         mask = None  # as generate: no padding, no mask (the causal fast path)

@@ -24,7 +24,7 @@ import torch
 
 from agents import pretrained
 from agents.chat_policy import ChatTokenPolicy, eos_ids
-from agents.decode import decode
+from agents.decode import PER_TOKEN, decode, takes_positions
 from agents.policy import Completion, SamplingParams
 from agents.tokens import TokenPrompt
 
@@ -157,7 +157,47 @@ class HFPolicy(ChatTokenPolicy):
 
     def _sample_batch(self, prompts: list[TokenPrompt], sampling: SamplingParams
                       ) -> list[Completion]:
-        return self._generate(self._collate(prompts), sampling)
+        inputs = self._collate(prompts)
+        if self.decoding == "loop":
+            shared = self._prefill_shared(prompts, inputs)
+            if shared is not None:
+                batch, extra = shared
+                return self._generate(batch, sampling, **extra)
+        return self._generate(inputs, sampling)
+
+    def _prefill_shared(self, prompts: list[TokenPrompt], inputs: dict[str, torch.Tensor]
+                        ) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+        """A batch whose rows repeat prompts (a GRPO group's first turn: the same prompt, the
+        same image, 8 times) prefills each distinct prompt once, all but its last id, and
+        indexes the key/value states out to the rows; the last id of every row then runs in
+        the first decoding step, with the position ids `generate` gives the whole batch.
+        Returns (inputs, extra) for `_generate`, or None where nothing repeats."""
+        from transformers import DynamicCache
+
+        keys: dict[tuple[Any, ...], int] = {}
+        rows = [keys.setdefault((tuple(p.ids), id(p.pixel_values)), len(keys)) for p in prompts]
+        ids = inputs["input_ids"]
+        mm = inputs.get("mm_token_type_ids")
+        if len(keys) == len(prompts) or ids.shape[1] < 2 or (mm is not None
+                                                             and bool(mm[:, -1].any())):
+            return None
+        firsts = [rows.index(k) for k in range(len(keys))]
+        head = self._collate([prompts[b] for b in firsts])
+        if head["input_ids"].shape[1] != ids.shape[1]:
+            return None
+        head = {k: v[:, :-1] if k in PER_TOKEN else v for k, v in head.items()}
+        position = None
+        if takes_positions(self.model):
+            position = self.model._prepare_position_ids_for_generation(
+                ids, {k: v for k, v in inputs.items() if k != "input_ids"})
+            index = torch.tensor(firsts, device=ids.device)
+            head["position_ids"] = (position[:, index] if position.ndim == 3
+                                    else position[index])[..., :-1]
+        cache = DynamicCache(config=self.model.config)
+        self.model(**head, cache=cache, use_cache=True, logits_to_keep=1)
+        cache.batch_select_indices(torch.tensor(rows, device=ids.device))
+        batch = {k: v for k, v in inputs.items() if k in PER_TOKEN}
+        return batch, {"cache": cache, "position_ids": position}
 
     @torch.no_grad()
     def sample_shared(self, prompt: TokenPrompt, n: int, sampling: SamplingParams | None = None
@@ -192,7 +232,7 @@ class HFPolicy(ChatTokenPolicy):
                       end_ids=[*self.eos_ids, *self.vision_slot_ids],
                       stopped=lambda ids: self._has_stop(ids, stops),
                       stop_chars="".join({s[-1] for s in stops}), token_text=self._piece,
-                      cache=extra.get("cache"))
+                      cache=extra.get("cache"), position_ids=extra.get("position_ids"))
         return [self._completion(r.ids, r.logprobs, r.entropies, sampling) for r in rows]
 
     def _piece(self, token: int) -> str:

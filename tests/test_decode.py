@@ -96,3 +96,20 @@ def test_rows_that_finish_early_keep_their_ids_and_the_others_go_on(text):
         full = prompts[0].extend(c.token_ids)
         logprobs, _ = text.score(full, range(len(prompts[0]), len(full)), sampling)
         assert logprobs == pytest.approx(c.logprobs, abs=1e-4)
+
+
+def test_a_batch_of_repeated_prompts_prefills_each_prompt_once(vl):
+    """A group's first turn (one prompt and image, n rows) runs the prompt once, then indexes
+    its key/value states out to the rows: the same ids as generate's full-batch prefill."""
+    prompts = [vl.prompt(conversation(q)) for q in ("What is 2 + 2?", "Name a colour, please.")]
+    widths = []
+    hook = vl.model.register_forward_pre_hook(
+        lambda _, args, kwargs: widths.append(tuple(kwargs["input_ids"].shape)),
+        with_kwargs=True)
+    try:
+        vl.sample(prompts, n=4, sampling=SamplingParams(max_new_tokens=3, seed=0))
+    finally:
+        hook.remove()
+    width = max(len(p) for p in prompts)
+    assert widths[0] == (2, width - 1)  # the two prompts, all but their last id
+    assert widths[1] == (8, 1)  # then every row's last id, and decoding goes on
