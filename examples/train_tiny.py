@@ -127,14 +127,18 @@ def demo_texts(path: Path) -> list[str]:
 
 
 def sft_start(out: Path, steps: int, demos: int, seed: int = 0, task: str = "boxes") -> Path:
-    """The SFT stage: a seeded tiny Qwen3-VL, its tokenizer trained on the demonstrations' text
-    too, fine-tuned on `demos` expert episodes for `steps` steps; returns the checkpoint."""
+    """The SFT stage on `demos` of the task's expert episodes; returns the checkpoint."""
+    return train_start(out, TASKS[task].write_demos(out / "demos", demos, seed), steps, seed)
+
+
+def train_start(out: Path, data: Path, steps: int, seed: int = 0) -> Path:
+    """A seeded tiny Qwen3-VL, its tokenizer trained on the demonstrations' text too,
+    fine-tuned on the SFT JSONL `data` for `steps` steps; returns the checkpoint."""
     # rope_theta 1e4 instead of Qwen3-VL's 5e6: with 32-dim heads, 5e6 leaves the tiny model
     # almost no positional resolution, and copying (question -> call, crop -> answer) needs it
     # (ToolArith held-out accuracy after the same SFT: 0.14 with 5e6, 0.69 with 1e4).
     rope = {"rope_type": "default", "rope_theta": 1e4, "mrope_section": [6, 5, 5],
             "mrope_interleaved": True}
-    data = TASKS[task].write_demos(out / "demos", demos, seed)
     base = tiny.build(out / "base", kind="vl", seed=seed, corpus=demo_texts(data),
                       text_config={"rope_parameters": rope})
     return train_sft(SFTConfig(model=str(base), data_path=str(data), output_dir=str(
