@@ -9,8 +9,9 @@ rollouts, up to 3 turns of up to 64 new tokens, one torch thread, RL training th
 Three measures, each taken with `HFPolicy.decoding = "generate"` and `"loop"` in turn (the
 order alternates every repeat, so load from other jobs hits both alike); medians over repeats:
 
-1. one turn of 32 rows (the step's first turn): ms per decode step (the call's time over the
-   steps its longest row ran; both paths sample the same ids, so the same steps) and s a call;
+1. a step's first turn, 32 rows (4 prompts x 8, each group's rows sharing their prompt as the
+   rollout shares it): ms per decode step (the call's time, prefill included, over the steps
+   its longest row ran; both paths sample the same ids, so the same steps) and s a call;
 2. a rollout batch (32 episodes, every turn): s;
 3. a GRPO step (rollouts, rewards, update) of `Trainer('grpo')`: s, one trainer per path from
    the same checkpoint and seed, so both sample the same rollouts.
@@ -65,9 +66,9 @@ def main() -> None:
     policy = HFPolicy.from_pretrained(checkpoint, render_tools=False)
     env = gym.make(ENV, max_turns=3)
     prompts = []
-    for i in range(32):
-        obs, _ = env.reset(seed=i, options={"index": i // 8})
-        prompts.append(policy.prompt(obs))
+    for i in range(4):  # a step's first turn: 4 prompts, each the whole group's (8 rows)
+        obs, _ = env.reset(seed=i, options={"index": i})
+        prompts += [policy.prompt(obs)] * 8
     env.close()
 
     times: dict[str, dict[str, list[float]]] = {p: {} for p in PATHS}
@@ -124,9 +125,9 @@ def main() -> None:
 
     turns, tokens = zip(*(v for k, v in detail.items() if k.startswith("rollout")))
     rows = [
-        ("one turn, 32 rows: ms per decode step", "step_ms", 1, "{:.1f}",
+        ("first turn, 4 x 8 rows: ms per decode step", "step_ms", 1, "{:.1f}",
          detail["turn0"] + " (repeat 0)"),
-        ("one turn, 32 rows: s a call", "turn", 1, "{:.2f}", ""),
+        ("first turn, 4 x 8 rows: s a call", "turn", 1, "{:.2f}", ""),
         ("rollout batch, 4 x 8 episodes: s", "rollout", 1, "{:.2f}",
          f"{statistics.median(turns):.0f} turns, {statistics.median(tokens):.0f} tokens"),
         ("GRPO step: s", "grpo", 1, "{:.2f}", "rollouts + rewards + update"),
