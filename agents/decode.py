@@ -57,6 +57,14 @@ def takes_positions(model: Any) -> bool:
     return "position_ids" in inspect.signature(model.forward).parameters
 
 
+def can_select_rows(cache: Any) -> bool:
+    """Whether every layer of `cache` can keep a subset of its batch rows (attention layers can;
+    the recurrent states of linear-attention layers cannot, in transformers 5.25)."""
+    layers = getattr(cache, "layers", None)
+    return bool(layers) and all(callable(getattr(layer, "batch_select_indices", None))
+                                for layer in layers)
+
+
 def decode(model: Any, inputs: dict[str, torch.Tensor], sampling: SamplingParams,
            warp: Callable[[torch.Tensor, SamplingParams], torch.Tensor], *,
            end_ids: Sequence[int], stopped: Callable[[list[int]], bool] | None = None,
@@ -70,7 +78,9 @@ def decode(model: Any, inputs: dict[str, torch.Tensor], sampling: SamplingParams
     computes them, which needs the images when the cache is empty). A row ends after
     an id in `end_ids` (EOS, image/video slots) or when `stopped(row ids)` is true, which is
     asked only when `token_text(id)` of the new id holds one of `stop_chars` (the stop
-    strings' last characters). Seeding is the caller's (`torch.manual_seed`)."""
+    strings' last characters); its rows then leave the batch, where the cache can drop rows
+    (`can_select_rows`), else they run on as in `generate`, their outputs unused. Seeding is
+    the caller's (`torch.manual_seed`)."""
     from transformers import DynamicCache
 
     ids = inputs["input_ids"]
@@ -93,6 +103,8 @@ def decode(model: Any, inputs: dict[str, torch.Tensor], sampling: SamplingParams
     rows = torch.arange(total, device=device)  # batch rows still computed, in order
     live = list(range(total))  # their original indices
     out = [Decoded([], [], []) for _ in range(total)]
+    ended = [False] * total  # rows that ended but stay in the batch (cache cannot drop them)
+    shrink: bool | None = None
     logits = model(input_ids=ids[:, past:], attention_mask=mask, cache=cache, use_cache=True,
                    logits_to_keep=1, **step_inputs).logits
     for step in range(sampling.max_new_tokens):
@@ -110,6 +122,9 @@ def decode(model: Any, inputs: dict[str, torch.Tensor], sampling: SamplingParams
         token_list, chosen_list, entropy_list = token.tolist(), chosen.tolist(), entropy.tolist()
         finished = done.tolist()
         for j, b in enumerate(live):
+            if ended[b]:
+                finished[j] = True
+                continue
             row = out[b]
             row.ids.append(token_list[j])
             row.logprobs.append(chosen_list[j])
@@ -122,7 +137,12 @@ def decode(model: Any, inputs: dict[str, torch.Tensor], sampling: SamplingParams
             break
         keep = [j for j, f in enumerate(finished) if not f]
         token = token[:, None]
-        if len(keep) < len(live):
+        if shrink is None:
+            shrink = can_select_rows(cache)
+        if not shrink:
+            for j, b in enumerate(live):
+                ended[b] = finished[j]
+        elif len(keep) < len(live):
             index = torch.tensor(keep, device=device)
             cache.batch_select_indices(index)
             token = token[index]

@@ -24,7 +24,7 @@ import torch
 
 from agents import pretrained
 from agents.chat_policy import ChatTokenPolicy, eos_ids
-from agents.decode import PER_TOKEN, decode, takes_positions
+from agents.decode import PER_TOKEN, can_select_rows, decode, takes_positions
 from agents.policy import Completion, SamplingParams
 from agents.tokens import TokenPrompt
 
@@ -194,6 +194,8 @@ class HFPolicy(ChatTokenPolicy):
             head["position_ids"] = (position[:, index] if position.ndim == 3
                                     else position[index])[..., :-1]
         cache = DynamicCache(config=self.model.config)
+        if not can_select_rows(cache):  # e.g. linear-attention layers: prefill every row
+            return None
         self.model(**head, cache=cache, use_cache=True, logits_to_keep=1)
         cache.batch_select_indices(torch.tensor(rows, device=ids.device))
         batch = {k: v for k, v in inputs.items() if k in PER_TOKEN}

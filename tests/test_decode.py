@@ -113,3 +113,15 @@ def test_a_batch_of_repeated_prompts_prefills_each_prompt_once(vl):
     width = max(len(p) for p in prompts)
     assert widths[0] == (2, width - 1)  # the two prompts, all but their last id
     assert widths[1] == (8, 1)  # then every row's last id, and decoding goes on
+
+
+def test_a_cache_that_cannot_drop_rows_runs_them_on_with_the_same_ids(text, monkeypatch):
+    """Linear-attention caches cannot keep a subset of rows: finished rows then stay in the
+    batch (as in generate) and the live rows sample what they sample otherwise."""
+    prompts = [text.prompt(conversation(q, image=False)) for q in ("Hi.", "Count to five.")]
+    sampling = SamplingParams(max_new_tokens=24, seed=7, stop=("e",))
+    before, after = both(text, lambda: text.sample(prompts, n=3, sampling=sampling))
+    monkeypatch.setattr("agents.decode.can_select_rows", lambda cache: False)
+    monkeypatch.setattr("agents.hf.can_select_rows", lambda cache: False)
+    assert_same(before, text.sample(prompts, n=3, sampling=sampling))
+    assert_same(before, after)
