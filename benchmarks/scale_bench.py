@@ -93,6 +93,7 @@ def build_policy(shape: str, device: str, dtype: torch.dtype) -> HFPolicy:
 def forced(trainer: Trainer, tokens: int) -> None:
     """Every turn exactly `tokens` new tokens (random weights would stop anywhere)."""
     trainer.sampling = replace(trainer.sampling, stop=())
+    trainer.policy.decoding = "generate"  # min_new_tokens is a keyword of generate
     model = trainer.policy.model
     if not isinstance(model.generate, functools.partial):
         model.generate = functools.partial(model.generate, min_new_tokens=tokens)

@@ -80,6 +80,7 @@ def force_length(policy: HFPolicy, trainer: Trainer, tokens: int) -> None:
     image/video slot ids are suppressed too (in TRL's run as well): sampled, they end our turn
     early (`HFPolicy._completion`), and the two runs would train on different token counts."""
     trainer.sampling = replace(trainer.sampling, stop=())
+    policy.decoding = "generate"  # min_new_tokens is a keyword of generate, not of our loop
     policy.model.generate = functools.partial(policy.model.generate, min_new_tokens=tokens,
                                               suppress_tokens=sorted(policy.vision_slot_ids))
 
