@@ -130,6 +130,14 @@ class HFPolicy(ChatTokenPolicy):
                    render_tools=render_tools)
 
     @property
+    def core(self) -> Any:
+        """The transformers model the decoding loop calls: a peft model's base model, its
+        adapters in place (PeftModel.forward takes no position ids, and Qwen3-VL's cached
+        decoding needs them)."""
+        get_base_model = getattr(self.model, "get_base_model", None)
+        return get_base_model() if callable(get_base_model) else self.model
+
+    @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
@@ -187,8 +195,9 @@ class HFPolicy(ChatTokenPolicy):
             return None
         head = {k: v[:, :-1] if k in PER_TOKEN else v for k, v in head.items()}
         position = None
-        if takes_positions(self.model):
-            position = self.model._prepare_position_ids_for_generation(
+        core = self.core
+        if takes_positions(core):
+            position = core._prepare_position_ids_for_generation(
                 ids, {k: v for k, v in inputs.items() if k != "input_ids"})
             index = torch.tensor(firsts, device=ids.device)
             head["position_ids"] = (position[:, index] if position.ndim == 3
@@ -196,7 +205,7 @@ class HFPolicy(ChatTokenPolicy):
         cache = DynamicCache(config=self.model.config)
         if not can_select_rows(cache):  # e.g. linear-attention layers: prefill every row
             return None
-        self.model(**head, cache=cache, use_cache=True, logits_to_keep=1)
+        core(**head, cache=cache, use_cache=True, logits_to_keep=1)
         cache.batch_select_indices(torch.tensor(rows, device=ids.device))
         batch = {k: v for k, v in inputs.items() if k in PER_TOKEN}
         return batch, {"cache": cache, "position_ids": position}
@@ -215,7 +224,7 @@ class HFPolicy(ChatTokenPolicy):
         per_token = ("input_ids", "attention_mask", "mm_token_type_ids")
         cache = DynamicCache(config=self.model.config)
         head = {k: v[:, :-1] if k in per_token else v for k, v in inputs.items()}
-        self.model(**head, cache=cache, use_cache=True)  # images are encoded here
+        self.core(**head, cache=cache, use_cache=True)  # images are encoded here
         cache.batch_repeat_interleave(n)
         batch = {k: v.repeat(n, 1) for k, v in inputs.items() if k in per_token}
         completions = self._generate(batch, sampling, cache=cache)
@@ -230,7 +239,7 @@ class HFPolicy(ChatTokenPolicy):
         if sampling.seed is not None:
             torch.manual_seed(sampling.seed)
         stops = [s for s in sampling.stop if s]
-        rows = decode(self.model, inputs, sampling, warp,
+        rows = decode(self.core, inputs, sampling, warp,
                       end_ids=[*self.eos_ids, *self.vision_slot_ids],
                       stopped=lambda ids: self._has_stop(ids, stops),
                       stop_chars="".join({s[-1] for s in stops}), token_text=self._piece,

@@ -156,3 +156,22 @@ def test_shared_prefix_sampling_records_the_same_distribution(vl):
         full = prompt.extend(c.token_ids)
         logprobs, _ = vl.score(full, range(len(prompt), len(full)), SAMPLING)
         assert logprobs == pytest.approx(c.logprobs, abs=1e-4)
+
+
+def test_a_peft_wrapped_model_samples_as_its_base():
+    """A LoRA run's policy is a PeftModel (its forward takes no position ids): the decoding loop
+    runs its base model, adapters in place, so a fresh adapter (B = 0) samples exactly what the
+    base samples, a repeated prompt (the shared prefill) included. It crashed on the cache."""
+    from peft import LoraConfig, get_peft_model
+
+    base = HFPolicy.from_pretrained(tiny.cached("vl"))
+    group = [conversation()] * 3
+    expected = [[c.token_ids for c in g] for g in base.generate(group, sampling=SAMPLING)]
+    lora = HFPolicy.from_pretrained(tiny.cached("vl"))
+    lora.model = get_peft_model(lora.model, LoraConfig(r=4, target_modules="all-linear"))
+    assert lora.core is not lora.model
+    assert [[c.token_ids for c in g] for g in lora.generate(group, sampling=SAMPLING)] == expected
+    shared = lora.sample_shared(lora.prompt(conversation()), n=2, sampling=SAMPLING)
+    assert [c.token_ids for c in shared] == [
+        c.token_ids for c in base.sample_shared(base.prompt(conversation()), n=2,
+                                                sampling=SAMPLING)]
