@@ -376,8 +376,9 @@ def plot(seeds: list[dict[str, Any]], runs: list[str], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(KEYS), figsize=(4 * len(KEYS), 3))
-    for ax, key in zip(axes, KEYS):
+    cols = (len(KEYS) + 1) // 2
+    fig, axes = plt.subplots(2, cols, figsize=(4 * cols, 6.5), squeeze=False)
+    for ax, key in zip(axes.flat, KEYS):
         for run in runs:
             curves = np.array([[h.get(key, 0.0) for h in x["histories"][run]] for x in seeds])
             steps = np.arange(1, curves.shape[1] + 1)
@@ -385,11 +386,14 @@ def plot(seeds: list[dict[str, Any]], runs: list[str], path: Path) -> None:
             ax.plot(steps, mean, marker="o", label=run)
             if len(seeds) > 1:
                 se = curves.std(0, ddof=1) / np.sqrt(len(seeds))
-                ax.fill_between(steps, mean - se, mean + se, alpha=0.2)
+                ax.fill_between(steps, mean - se, mean + se, alpha=0.15)
         ax.set_title(key)
         ax.set_xlabel("step")
-        ax.legend()
-    fig.tight_layout()
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(runs), 4))
+    fig.suptitle(f"per step, mean over {len(seeds)} seed(s)"
+                 + (" +- 1 standard error" if len(seeds) > 1 else ""))
+    fig.tight_layout(rect=(0, 0.04 * (1 + (len(runs) - 1) // 4), 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -41,10 +41,18 @@ from typing import Any, ClassVar
 import numpy as np
 from PIL import Image
 
-from axpo_env.protocol import render_answer, render_tool_call
+from axpo_env.protocol import render_answer
 from axpo_env.tasks import demos
 from axpo_env.tasks.base import LazyItems, Task, TaskItem
-from axpo_env.tasks.zoom_boxes import DRILL_QUESTION, FRAME, PATTERNS, SLOT, ZOOM, _fill
+from axpo_env.tasks.zoom_boxes import (  # the expert's turns read only the item's metadata
+    DRILL_QUESTION,
+    FRAME,
+    PATTERNS,
+    SLOT,
+    ZOOM,
+    _fill,
+    expert_turns,
+)
 
 SIZES = {"test": 120, "train": 600, "demo": 256}
 HOME_SLOT = 0  # the top left
@@ -172,18 +180,6 @@ class ZoomRegime(Task):
 
     def score(self, item: TaskItem, response: str) -> float:
         return float(response.strip().lower() == item.answer)
-
-
-def expert_turns(item: TaskItem, colour: str | None = None) -> list[str]:
-    """What a competent agent writes: name the box, crop its slot, then answer what the crop
-    shows. `colour` crops another box instead (what a wrong rollout does)."""
-    colour = colour or item.metadata["colour"]
-    seen = item.metadata["patterns"][colour]
-    return [
-        f"<think>\nI will crop the {item.metadata['colour']} box.\n</think>\n\n"
-        + render_tool_call("crop", {"bbox": item.metadata["boxes"][colour]}),
-        f"<think>\nThe crop shows the {seen} pattern.\n</think>\n\n" + render_answer(seen),
-    ]
 
 
 def guess_turns(item: TaskItem, guess: str) -> list[str]:
