@@ -21,7 +21,8 @@ from axpo_env import AxpoError, registered_envs
 
 # Settings a resumed run must share with the run that wrote the checkpoint: the optimizer's
 # state, the history and the metrics would not mean what they say otherwise.
-RESUME_MUST_MATCH = ("env_id", "trainable_parameters", "use_peft", "lora_r", "lora_target_modules")
+RESUME_MUST_MATCH = ("env_id", "trainable_parameters", "use_peft", "lora_r", "lora_target_modules",
+                     "tool_call_format")
 
 
 class RunError(ValueError):

@@ -458,7 +458,9 @@ def test_resume_says_what_it_resumes_and_refuses_another_run(two_checkpoints, tm
     assert f"resuming grpo from {out / 'checkpoint-2'} (step 2 of 3)" in capsys.readouterr().err
     for algo, cls, change, what in [("axpo", AXPOConfig, {}, "is a grpo run"),
                                     ("grpo", GRPOConfig, {"trainable_parameters": "lm_head"},
-                                     "trainable_parameters=None")]:
+                                     "trainable_parameters=None"),
+                                    ("grpo", GRPOConfig, {"tool_call_format": "qwen3_coder"},
+                                     "tool_call_format='hermes'")]:
         with pytest.raises(RunError, match=what):
             # refused before the model loads: no policy is built for it
             Trainer(algo, config(cls, out, resume=True, **change), "no/such/model")
