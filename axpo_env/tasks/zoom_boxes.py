@@ -85,17 +85,18 @@ def _split_keys() -> dict[str, tuple[_Key, ...]]:
     return splits
 
 
-def slot_box(slot: int) -> list[int]:
-    """The slot's [x1, y1, x2, y2] in pixels (slots are numbered row by row from the top left)."""
-    x, y = slot % GRID * SLOT, slot // GRID * SLOT
+def slot_box(slot: int, grid: int = GRID) -> list[int]:
+    """The slot's [x1, y1, x2, y2] in pixels on a `grid` x `grid` layout (slots are numbered row
+    by row from the top left)."""
+    x, y = slot % grid * SLOT, slot // grid * SLOT
     return [x, y, x + SLOT, y + SLOT]
 
 
-def zoom_box(slot: int) -> list[int]:
+def zoom_box(slot: int, grid: int = GRID) -> list[int]:
     """The crop that shows a box's pattern: the middle ZOOM pixels of its slot, which the tiny
     model sees at 4 view pixels per image pixel (the whole image at 1/2); it starts on an even
     pixel, so every crop of one pattern looks the same."""
-    x1, y1, x2, y2 = slot_box(slot)
+    x1, y1, x2, y2 = slot_box(slot, grid)
     q = (SLOT - ZOOM) // 2
     return [x1 + q, y1 + q, x2 - q, y2 - q]
 
@@ -118,10 +119,13 @@ def _fill(pattern: str, colour: tuple[int, int, int], side: int) -> np.ndarray:
     return out
 
 
-def _image(slots: Sequence[int], patterns: Sequence[int]) -> Image.Image:
-    pixels = np.full((SIDE, SIDE, 3), 255, np.uint8)
-    for colour, slot, pattern in zip(COLOURS.values(), slots, patterns):
-        x1, y1, x2, y2 = slot_box(slot)
+def _image(slots: Sequence[int], patterns: Sequence[int], grid: int = GRID,
+           colours: dict[str, tuple[int, int, int]] = COLOURS) -> Image.Image:
+    """The boxes drawn on a `grid` x `grid` layout: box i in colour i at slots[i]."""
+    side = grid * SLOT
+    pixels = np.full((side, side, 3), 255, np.uint8)
+    for colour, slot, pattern in zip(colours.values(), slots, patterns):
+        x1, y1, x2, y2 = slot_box(slot, grid)
         pixels[y1:y2, x1:x2] = colour
         inner = SLOT - 2 * FRAME
         pixels[y1 + FRAME:y2 - FRAME, x1 + FRAME:x2 - FRAME] = _fill(PATTERNS[pattern], colour,

@@ -39,18 +39,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from PIL import Image
 
 from axpo_env.protocol import render_answer
-from axpo_env.tasks import demos
+from axpo_env.tasks import demos, zoom_boxes
 from axpo_env.tasks.base import LazyItems, Task, TaskItem
-from axpo_env.tasks.zoom_boxes import (  # the expert's turns read only the item's metadata
+from axpo_env.tasks.zoom_boxes import (  # drawn and played as ZoomBoxes is, on a wider grid
     DRILL_QUESTION,
-    FRAME,
     PATTERNS,
-    SLOT,
-    ZOOM,
-    _fill,
+    _image,
     expert_turns,
 )
 
@@ -61,8 +57,7 @@ DEFAULT_GRID = 3
 DEFAULT_HOME_SHARE = 0.5
 #: The share of expert demonstrations that call the tool (the rest answer with a guess).
 DEFAULT_TOOL_SHARE = 0.35
-COLOURS = {"red": (220, 30, 30), "green": (30, 170, 30), "blue": (30, 60, 220),
-           "yellow": (230, 200, 20), "purple": (140, 40, 200), "orange": (240, 130, 20),
+COLOURS = {**zoom_boxes.COLOURS, "purple": (140, 40, 200), "orange": (240, 130, 20),
            "cyan": (20, 200, 210), "pink": (240, 100, 180), "grey": (128, 128, 128)}
 
 #: One item: the slot of each box (in COLOURS order), its pattern index, the colour asked for.
@@ -111,30 +106,9 @@ def _split_keys(grid: int, home_share: float) -> dict[str, tuple[_Key, ...]]:
     return splits
 
 
-def slot_box(slot: int, grid: int = DEFAULT_GRID) -> list[int]:
-    """The slot's [x1, y1, x2, y2] in pixels (slots are numbered row by row from the top left)."""
-    x, y = slot % grid * SLOT, slot // grid * SLOT
-    return [x, y, x + SLOT, y + SLOT]
-
-
 def zoom_box(slot: int, grid: int = DEFAULT_GRID) -> list[int]:
-    """The crop that shows a box's pattern: the middle ZOOM pixels of its slot (on even pixels,
-    so every crop of one pattern looks the same)."""
-    x1, y1, x2, y2 = slot_box(slot, grid)
-    q = (SLOT - ZOOM) // 2
-    return [x1 + q, y1 + q, x2 - q, y2 - q]
-
-
-def _image(slots: Sequence[int], patterns: Sequence[int], grid: int) -> Image.Image:
-    side = grid * SLOT
-    pixels = np.full((side, side, 3), 255, np.uint8)
-    for colour, slot, pattern in zip(COLOURS.values(), slots, patterns):
-        x1, y1, x2, y2 = slot_box(slot, grid)
-        pixels[y1:y2, x1:x2] = colour
-        inner = SLOT - 2 * FRAME
-        pixels[y1 + FRAME:y2 - FRAME, x1 + FRAME:x2 - FRAME] = _fill(PATTERNS[pattern], colour,
-                                                                     inner)
-    return Image.fromarray(pixels)
+    """The crop that shows a box's pattern (`zoom_boxes.zoom_box`, on this task's grid)."""
+    return zoom_boxes.zoom_box(slot, grid)
 
 
 class ZoomRegime(Task):
@@ -171,7 +145,7 @@ class ZoomRegime(Task):
             colour = colours[asked]
             return TaskItem(
                 task_id, f"What pattern is inside the {colour} box?",
-                (_image(slots, patterns, grid),), PATTERNS[patterns[asked]],
+                (_image(slots, patterns, grid, COLOURS),), PATTERNS[patterns[asked]],
                 {"colour": colour, "slot": slots[asked], "box": zoom_box(slots[asked], grid),
                  "boxes": {c: zoom_box(s, grid) for c, s in zip(colours, slots)},
                  "patterns": {c: PATTERNS[p] for c, p in zip(colours, patterns)}})
